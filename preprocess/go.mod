@@ -1,0 +1,3 @@
+module github.com/lookalike-dev/lookalike/preprocess
+
+go 1.26

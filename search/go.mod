@@ -1,0 +1,3 @@
+module github.com/lookalike-dev/lookalike/search
+
+go 1.26

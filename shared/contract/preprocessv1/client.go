@@ -1,0 +1,79 @@
+package preprocessv1
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"mime/multipart"
+	"net/http"
+	"strings"
+
+	"github.com/lookalike-dev/lookalike/shared/contract/internal/wire"
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
+)
+
+// Client calls a preprocess service.
+type Client struct {
+	BaseURL string    // e.g. http://127.0.0.1:8081
+	HTTP    wire.Doer // *http.Client or a wrapper; nil means http.DefaultClient
+}
+
+func (c *Client) doer() wire.Doer {
+	if c.HTTP == nil {
+		return http.DefaultClient
+	}
+	return c.HTTP
+}
+
+// Preprocess sends one image and returns its tensor [1,...] and facts.
+// A zero spec means the service's default.
+func (c *Client) Preprocess(ctx context.Context, image []byte, spec *Spec) (tensorv1.Tensor, Facts, error) {
+	hdr := http.Header{"Accept": {tensorv1.MediaType}}
+	if spec != nil {
+		hdr.Set(HeaderSpec, spec.Encode())
+	}
+	b, rh, err := wire.Call(ctx, c.doer(), http.MethodPost, strings.TrimRight(c.BaseURL, "/")+RoutePreprocess, "application/octet-stream", image, hdr)
+	if err != nil {
+		return tensorv1.Tensor{}, Facts{}, err
+	}
+	var f Facts
+	if fh := rh.Get(HeaderFacts); fh != "" {
+		if err := json.Unmarshal([]byte(fh), &f); err != nil {
+			return tensorv1.Tensor{}, Facts{}, fmt.Errorf("decoding %s header: %w", HeaderFacts, err)
+		}
+	}
+	t, err := tensorv1.Unmarshal(b)
+	if err != nil {
+		return tensorv1.Tensor{}, Facts{}, fmt.Errorf("decoding preprocess response: %w", err)
+	}
+	return t, f, nil
+}
+
+// PreprocessBatch sends several images in one request. One bad image fails
+// only its own item.
+func (c *Client) PreprocessBatch(ctx context.Context, images [][]byte, spec *Spec) (BatchMeta, *tensorv1.Tensor, error) {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for i, img := range images {
+		w, err := mw.CreateFormFile("image", fmt.Sprintf("%d", i))
+		if err != nil {
+			return BatchMeta{}, nil, fmt.Errorf("building batch: %w", err)
+		}
+		if _, err := w.Write(img); err != nil {
+			return BatchMeta{}, nil, fmt.Errorf("building batch: %w", err)
+		}
+	}
+	if err := mw.Close(); err != nil {
+		return BatchMeta{}, nil, fmt.Errorf("building batch: %w", err)
+	}
+	hdr := http.Header{"Accept": {BatchMediaType}}
+	if spec != nil {
+		hdr.Set(HeaderSpec, spec.Encode())
+	}
+	b, _, err := wire.Call(ctx, c.doer(), http.MethodPost, strings.TrimRight(c.BaseURL, "/")+RoutePreprocessBatch, mw.FormDataContentType(), body.Bytes(), hdr)
+	if err != nil {
+		return BatchMeta{}, nil, err
+	}
+	return UnmarshalBatch(b)
+}

@@ -1,0 +1,3 @@
+module github.com/lookalike-dev/lookalike/shared
+
+go 1.26
