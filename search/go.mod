@@ -1,3 +1,7 @@
 module github.com/lookalike-dev/lookalike/search
 
 go 1.26
+
+require github.com/lookalike-dev/lookalike/shared v0.0.0
+
+replace github.com/lookalike-dev/lookalike/shared => ../shared
