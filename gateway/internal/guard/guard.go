@@ -1,0 +1,115 @@
+// Package guard protects the gateway from more work than it can do: a
+// concurrency limit that sheds load with 429 + Retry-After instead of
+// queueing without bound, and per-client rate limiting (echo's rate limiter
+// middleware over golang.org/x/time/rate) keyed by admin key digest or
+// client IP.
+package guard
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/time/rate"
+
+	"github.com/lookalike-dev/lookalike/gateway/internal/adminauth"
+	"github.com/lookalike-dev/lookalike/shared/apierror"
+)
+
+// Concurrency admits at most a fixed number of requests at once. A request
+// that finds no slot waits up to QueueWait, then is shed.
+type Concurrency struct {
+	slots     chan struct{}
+	queueWait time.Duration
+}
+
+// NewConcurrency allows limit requests in flight (limit < 1 means 1).
+func NewConcurrency(limit int, queueWait time.Duration) *Concurrency {
+	return &Concurrency{slots: make(chan struct{}, max(limit, 1)), queueWait: queueWait}
+}
+
+// InFlight is the number of requests holding a slot.
+func (l *Concurrency) InFlight() int { return len(l.slots) }
+
+func overloaded() *apierror.Error {
+	return apierror.New(http.StatusTooManyRequests, apierror.CodeOverloaded,
+		"the gateway is at its concurrency limit; retry shortly").WithRetryAfter(1)
+}
+
+// Middleware sheds requests over the limit with 429 overloaded.
+func (l *Concurrency) Middleware() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			select {
+			case l.slots <- struct{}{}:
+			default:
+				if l.queueWait <= 0 {
+					return overloaded()
+				}
+				t := time.NewTimer(l.queueWait)
+				select {
+				case l.slots <- struct{}{}:
+					t.Stop()
+				case <-t.C:
+					return overloaded()
+				case <-c.Request().Context().Done():
+					t.Stop()
+					return overloaded()
+				}
+			}
+			defer func() { <-l.slots }()
+			return next(c)
+		}
+	}
+}
+
+// RateConfig sets per-client limits.
+type RateConfig struct {
+	// PerSecond is the sustained rate and Burst the bucket size per client.
+	PerSecond float64
+	Burst     int
+	// TrustForwarded takes the client IP from X-Forwarded-For (only behind
+	// a proxy that sets it); otherwise the connection's address is used.
+	TrustForwarded bool
+}
+
+// ClientID names the client a request counts against: a digest of its
+// bearer key when it sends one (never the key itself), else its IP.
+func ClientID(c echo.Context, trustForwarded bool) string {
+	if tok, ok := adminauth.Bearer(c.Request()); ok {
+		d := sha256.Sum256([]byte(tok))
+		return "key:" + hex.EncodeToString(d[:8])
+	}
+	ext := echo.ExtractIPDirect()
+	if trustForwarded {
+		ext = echo.ExtractIPFromXFFHeader()
+	}
+	return "ip:" + ext(c.Request())
+}
+
+// RateLimit returns the per-client rate limiting middleware; a PerSecond of
+// 0 or less turns it off.
+func RateLimit(cfg RateConfig) echo.MiddlewareFunc {
+	if cfg.PerSecond <= 0 {
+		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	}
+	store := middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+		Rate: rate.Limit(cfg.PerSecond), Burst: max(cfg.Burst, 1), ExpiresIn: 3 * time.Minute,
+	})
+	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Store: store,
+		IdentifierExtractor: func(c echo.Context) (string, error) {
+			return ClientID(c, cfg.TrustForwarded), nil
+		},
+		DenyHandler: func(c echo.Context, _ string, _ error) error {
+			return apierror.New(http.StatusTooManyRequests, apierror.CodeRateLimited,
+				"too many requests from this client").WithRetryAfter(1)
+		},
+		ErrorHandler: func(c echo.Context, err error) error {
+			return apierror.Wrap(err, http.StatusForbidden, apierror.CodeForbidden, "client could not be identified")
+		},
+	})
+}
