@@ -1,0 +1,87 @@
+package preprocessv1
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
+)
+
+func TestSpecValidate(t *testing.T) {
+	mod := func(f func(*Spec)) Spec { s := ImageNet(); f(&s); return s }
+	tests := []struct {
+		name    string
+		spec    Spec
+		wantErr string
+	}{
+		{"imagenet", ImageNet(), ""},
+		{"letterbox bgr nhwc f16", mod(func(s *Spec) {
+			s.ResizeMode, s.ChannelOrder, s.Layout, s.DType, s.Background = ResizeLetterbox, "BGR", "NHWC", "float16", "#000000"
+		}), ""},
+		{"zero size", mod(func(s *Spec) { s.Width = 0 }), "size"},
+		{"crop bigger than resize", mod(func(s *Spec) { s.ResizeShorter = 100 }), "resize_shorter"},
+		{"mode", mod(func(s *Spec) { s.ResizeMode = "zoom" }), "resize_mode"},
+		{"interp", mod(func(s *Spec) { s.Interpolation = "cubic9" }), "interpolation"},
+		{"std zero", mod(func(s *Spec) { s.Std[1] = 0 }), "std[1]"},
+		{"order", mod(func(s *Spec) { s.ChannelOrder = "RGBA" }), "channel_order"},
+		{"layout", mod(func(s *Spec) { s.Layout = "CHW" }), "layout"},
+		{"dtype", mod(func(s *Spec) { s.DType = "int8" }), "dtype"},
+		{"background", mod(func(s *Spec) { s.Background = "white" }), "background"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.spec.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				back, err := DecodeSpec(tc.spec.Encode())
+				if err != nil || back != tc.spec {
+					t.Fatalf("header round trip: %v %+v", err, back)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want mention of %q", err, tc.wantErr)
+			}
+		})
+	}
+	if _, err := DecodeSpec(`{"width":224,"bogus":1}`); err == nil {
+		t.Fatal("unknown field accepted")
+	}
+	if got := ImageNet().Shape(4); got[0] != 4 || got[1] != 3 || got[3] != 224 {
+		t.Fatalf("Shape = %v", got)
+	}
+}
+
+func TestBatchRoundTrip(t *testing.T) {
+	tt := tensorv1.FromFloat32([]int{2, 1}, []float32{1, 2})
+	meta := BatchMeta{Spec: ImageNet(), Items: []ItemStatus{{Index: 0, Row: 0}, {Index: 1, Row: -1, Error: &ItemError{Status: 400, Code: "corrupt_image", Message: "x"}}, {Index: 2, Row: 1}}}
+	b, err := MarshalBatch(meta, &tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gm, gt, err := UnmarshalBatch(b)
+	if err != nil || gt == nil || gt.Shape[0] != 2 || len(gm.Items) != 3 || gm.Items[1].Error.Code != "corrupt_image" {
+		t.Fatalf("round trip: %v %+v", err, gm)
+	}
+	allFailed := BatchMeta{Items: []ItemStatus{{Index: 0, Row: -1, Error: &ItemError{Code: "empty_body"}}}}
+	b, _ = MarshalBatch(allFailed, nil)
+	if _, gt, err := UnmarshalBatch(b); err != nil || gt != nil {
+		t.Fatalf("all failed: %v %v", err, gt)
+	}
+	bad := []struct {
+		name string
+		b    []byte
+	}{
+		{"short", []byte{1}},
+		{"length past end", []byte{200, 0, 0, 0, '{'}},
+		{"rows without tensor", func() []byte { b, _ := MarshalBatch(meta, nil); return b }()},
+	}
+	for _, tc := range bad {
+		if _, _, err := UnmarshalBatch(tc.b); !errors.Is(err, tensorv1.ErrFormat) {
+			t.Errorf("%s: err = %v, want ErrFormat", tc.name, err)
+		}
+	}
+}
