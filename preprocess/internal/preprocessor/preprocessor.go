@@ -1,0 +1,329 @@
+// Package preprocessor turns image bytes into model input tensors: limits,
+// decode (DCT-scaled for JPEG when possible), the fused resize/crop/
+// normalise step, the perceptual hash, metrics and a CPU budget shared by
+// single and batch requests.
+package preprocessor
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/corona10/goimagehash"
+	"github.com/x448/float16"
+
+	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
+
+	"github.com/lookalike-dev/lookalike/preprocess/internal/imagedecode"
+	"github.com/lookalike-dev/lookalike/preprocess/internal/resample"
+)
+
+// Options configure a Processor.
+type Options struct {
+	Limits imagedecode.Limits
+	// DefaultSpec applies when a request names none.
+	DefaultSpec preprocessv1.Spec
+	// Background is used when the spec names none (white by default).
+	Background [3]uint8
+	// Concurrency bounds the images processed at once across all requests
+	// (the CPU budget); 0 means GOMAXPROCS.
+	Concurrency int
+	// DecodeRatio is the fewest decoded pixels per output pixel a JPEG may
+	// be reduced to in the DCT domain (default 1). HQDecodeRatio applies to
+	// the high-accuracy interpolations lanczos3 and catmullrom (default 2).
+	DecodeRatio, HQDecodeRatio float64
+	// FastIDCT uses libjpeg-turbo's fast IDCT and upsampling in the default
+	// mode (never in the high-accuracy mode).
+	FastIDCT bool
+	// PureGo turns libjpeg-turbo off (tests and the bench use it).
+	PureGo bool
+	// NoHash skips the perceptual hash (Facts.PHash stays empty).
+	NoHash bool
+}
+
+// Processor is safe for concurrent use.
+type Processor struct {
+	opt     Options
+	sem     chan struct{}
+	pool    imagedecode.Pool
+	work    sync.Pool
+	metrics *Metrics
+}
+
+type work struct {
+	plan, hashPlan resample.Plan
+	scratch        resample.Scratch
+	hashScratch    resample.Scratch
+	vals           []float32
+}
+
+// New builds a processor; m may be nil (no metrics).
+func New(opt Options, m *Metrics) (*Processor, error) {
+	if opt.DefaultSpec.Width == 0 {
+		opt.DefaultSpec = preprocessv1.ImageNet()
+	}
+	if err := opt.DefaultSpec.Validate(); err != nil {
+		return nil, fmt.Errorf("default spec: %w", err)
+	}
+	if opt.Concurrency <= 0 {
+		opt.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	if opt.DecodeRatio <= 0 {
+		opt.DecodeRatio = 1
+	}
+	if opt.HQDecodeRatio <= 0 {
+		opt.HQDecodeRatio = 2
+	}
+	if m == nil {
+		m = NopMetrics()
+	}
+	p := &Processor{opt: opt, sem: make(chan struct{}, opt.Concurrency), metrics: m}
+	p.work.New = func() any { return new(work) }
+	return p, nil
+}
+
+// DefaultSpec is the spec applied when a request names none.
+func (p *Processor) DefaultSpec() preprocessv1.Spec { return p.opt.DefaultSpec }
+
+// Concurrency is the CPU budget.
+func (p *Processor) Concurrency() int { return cap(p.sem) }
+
+// Result is one processed image.
+type Result struct {
+	Facts preprocessv1.Facts
+	// Data is the tensor row (one image) encoded in the spec's dtype,
+	// little-endian.
+	Data []byte
+}
+
+// ParseSpec decodes a spec header value; empty means the default.
+func (p *Processor) ParseSpec(v string) (preprocessv1.Spec, error) {
+	if v == "" {
+		return p.opt.DefaultSpec, nil
+	}
+	s, err := preprocessv1.DecodeSpec(v)
+	if err != nil {
+		return preprocessv1.Spec{}, apierror.Wrap(err, 400, apierror.CodeInvalidArgument, "%s", errText(err))
+	}
+	return s, nil
+}
+
+func (p *Processor) acquire(ctx context.Context) error {
+	select {
+	case p.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *Processor) release() { <-p.sem }
+
+// Process turns one image into a tensor row. Errors are *apierror.Error.
+func (p *Processor) Process(ctx context.Context, data []byte, spec preprocessv1.Spec) (Result, error) {
+	p.metrics.bytesIn(ctx, len(data))
+	if err := p.acquire(ctx); err != nil {
+		return Result{}, p.reject(ctx, apiError(err))
+	}
+	defer p.release()
+	r, err := p.process(ctx, data, spec)
+	if err != nil {
+		return Result{}, p.reject(ctx, apiError(err))
+	}
+	return r, nil
+}
+
+func (p *Processor) reject(ctx context.Context, e *apierror.Error) *apierror.Error {
+	p.metrics.rejected(ctx, e.Code)
+	return e
+}
+
+func parseBackground(s string, def [3]uint8) [3]uint8 {
+	if s == "" {
+		return def
+	}
+	var r, g, b uint8
+	if n, err := fmt.Sscanf(s, "#%02x%02x%02x", &r, &g, &b); err != nil || n != 3 {
+		return def
+	}
+	return [3]uint8{r, g, b}
+}
+
+// highAccuracy reports whether the spec asks for the high-accuracy mode.
+func highAccuracy(s preprocessv1.Spec) bool {
+	return s.Interpolation == "lanczos3" || s.Interpolation == "catmullrom"
+}
+
+func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.Spec) (Result, error) {
+	if err := spec.Validate(); err != nil {
+		return Result{}, apierror.Wrap(err, 400, apierror.CodeInvalidArgument, "%s", errText(err))
+	}
+	k, err := resample.KernelFor(spec.Interpolation)
+	if err != nil {
+		return Result{}, apierror.Wrap(err, 400, apierror.CodeInvalidArgument, "%s", errText(err))
+	}
+	cfg, err := imagedecode.Inspect(data, p.opt.Limits)
+	if err != nil {
+		return Result{}, err
+	}
+	t := resample.Target{Mode: spec.ResizeMode, W: spec.Width, H: spec.Height, Shorter: spec.ResizeShorter, Kernel: k}
+	ratio, fast := p.opt.DecodeRatio, p.opt.FastIDCT
+	if highAccuracy(spec) {
+		ratio, fast = p.opt.HQDecodeRatio, false
+	}
+	bg := parseBackground(spec.Background, p.opt.Background)
+
+	start := time.Now()
+	img, err := imagedecode.Decode(data, cfg, imagedecode.Options{
+		MinScale:   ratio * resample.ResizeScale(t, cfg.Width, cfg.Height, cfg.Orientation),
+		Fast:       fast,
+		Background: bg,
+		PureGo:     p.opt.PureGo,
+	}, &p.pool)
+	if err != nil {
+		return Result{}, err
+	}
+	defer img.Release()
+	p.metrics.decoded(ctx, cfg.Format, time.Since(start))
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+
+	start = time.Now()
+	w := p.work.Get().(*work)
+	defer p.work.Put(w)
+	g := resample.Geometry{StoredW: cfg.Width, StoredH: cfg.Height, Orientation: cfg.Orientation, DecodedW: img.W, DecodedH: img.H, Scale: img.Scale}
+	w.plan.Prepare(g, t)
+	if err := w.plan.Run(img, &w.scratch, ctx.Err); err != nil {
+		return Result{}, err
+	}
+	n := spec.Width * spec.Height * 3
+	w.vals = grow(w.vals, n)
+	w.plan.Write(&w.scratch, resample.NormFor(spec.Scale, spec.Mean, spec.Std, spec.ChannelOrder == "BGR", spec.Layout == "NHWC", bg), w.vals)
+	out := encode(w.vals, spec.DType)
+	p.metrics.resized(ctx, cfg.Format, time.Since(start))
+
+	facts := preprocessv1.Facts{Format: cfg.Format, Width: cfg.Width, Height: cfg.Height, Orientation: cfg.Orientation, Bytes: len(data)}
+	if !p.opt.NoHash {
+		h, err := p.phash(w, img, g, bg)
+		if err != nil {
+			return Result{}, fmt.Errorf("hashing: %w", err)
+		}
+		facts.PHash = h
+	}
+	return Result{Facts: facts, Data: out}, nil
+}
+
+// phash is goimagehash's 64-bit pHash of the whole oriented image, computed
+// on a 64x64 box-filtered rendition of the decoded pixels.
+func (p *Processor) phash(w *work, img *imagedecode.Image, g resample.Geometry, bg [3]uint8) (string, error) {
+	box, _ := resample.KernelFor("box")
+	w.hashPlan.Prepare(g, resample.Target{Mode: resample.Squash, W: 64, H: 64, Kernel: box})
+	if err := w.hashPlan.Run(img, &w.hashScratch, nil); err != nil {
+		return "", err
+	}
+	h, err := goimagehash.PerceptionHash(w.hashPlan.Render(&w.hashScratch, bg))
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%016x", h.GetHash()), nil
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// encode writes v little-endian in dtype ("float32" or "float16").
+func encode(v []float32, dtype string) []byte {
+	if dtype == "float16" {
+		out := make([]byte, 2*len(v))
+		for i, f := range v {
+			binary.LittleEndian.PutUint16(out[2*i:], float16.Fromfloat32(f).Bits())
+		}
+		return out
+	}
+	out := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
+	}
+	return out
+}
+
+// DType maps the spec dtype to the wire dtype.
+func DType(spec preprocessv1.Spec) tensorv1.DType {
+	if spec.DType == "float16" {
+		return tensorv1.Float16
+	}
+	return tensorv1.Float32
+}
+
+// Item is one image of a batch.
+type Item struct {
+	Data []byte
+	// Err, when set, is the item's failure before processing (e.g. a part
+	// over the byte limit); it is reported as is.
+	Err error
+}
+
+// ProcessBatch processes items in parallel within the CPU budget and
+// returns the batch metadata and the tensor of the images that succeeded
+// (nil when none did).
+func (p *Processor) ProcessBatch(ctx context.Context, items []Item, spec preprocessv1.Spec) (preprocessv1.BatchMeta, *tensorv1.Tensor) {
+	results := make([]Result, len(items))
+	errs := make([]*apierror.Error, len(items))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	workers := min(cap(p.sem), len(items))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if items[i].Err != nil {
+					errs[i] = p.reject(ctx, apiError(items[i].Err))
+					continue
+				}
+				r, err := p.Process(ctx, items[i].Data, spec)
+				if err != nil {
+					errs[i], _ = apierror.As(err)
+					continue
+				}
+				results[i] = r
+			}
+		}()
+	}
+	for i := range items {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
+	meta := preprocessv1.BatchMeta{Spec: spec, Items: make([]preprocessv1.ItemStatus, len(items))}
+	var data []byte
+	rows := 0
+	for i := range items {
+		st := preprocessv1.ItemStatus{Index: i, Row: -1}
+		if e := errs[i]; e != nil {
+			st.Error = &preprocessv1.ItemError{Status: e.Status, Code: e.Code, Message: e.Message}
+		} else {
+			f := results[i].Facts
+			st.Facts, st.Row = &f, rows
+			data = append(data, results[i].Data...)
+			rows++
+		}
+		meta.Items[i] = st
+	}
+	if rows == 0 {
+		return meta, nil
+	}
+	return meta, &tensorv1.Tensor{DType: DType(spec), Shape: spec.Shape(rows), Data: data}
+}

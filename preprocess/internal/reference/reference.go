@@ -1,0 +1,94 @@
+// Package reference is the slow, obviously-right pipeline the fast path is
+// measured against: full-resolution decode with the Go decoders, EXIF
+// orientation applied to the pixels, alpha composited, imaging's Lanczos3
+// resize of the whole image, centre crop, then normalisation. The bench and
+// the accuracy tests use it; the service does not.
+package reference
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	_ "image/gif"  // register
+	_ "image/jpeg" // register
+	_ "image/png"  // register
+
+	"github.com/disintegration/imaging"
+	_ "golang.org/x/image/webp" // register
+
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
+
+	"github.com/lookalike-dev/lookalike/preprocess/internal/imagedecode"
+	"github.com/lookalike-dev/lookalike/preprocess/internal/resample"
+)
+
+// Oriented decodes data at full resolution, applies the EXIF orientation and
+// composites alpha on bg.
+func Oriented(data []byte, bg [3]uint8) (*image.NRGBA, imagedecode.Config, error) {
+	cfg, err := imagedecode.Inspect(data, imagedecode.Limits{})
+	if err != nil {
+		return nil, cfg, err
+	}
+	img, _, err := image.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, cfg, fmt.Errorf("decoding: %w", err)
+	}
+	flat := image.NewNRGBA(img.Bounds())
+	draw.Draw(flat, flat.Bounds(), image.NewUniform(color.NRGBA{bg[0], bg[1], bg[2], 255}), image.Point{}, draw.Src)
+	draw.Draw(flat, flat.Bounds(), img, img.Bounds().Min, draw.Over)
+	var o *image.NRGBA
+	switch cfg.Orientation {
+	case 2:
+		o = imaging.FlipH(flat)
+	case 3:
+		o = imaging.Rotate180(flat)
+	case 4:
+		o = imaging.FlipV(flat)
+	case 5:
+		o = imaging.Transpose(flat)
+	case 6:
+		o = imaging.Rotate270(flat)
+	case 7:
+		o = imaging.Transverse(flat)
+	case 8:
+		o = imaging.Rotate90(flat)
+	default:
+		o = imaging.Clone(flat)
+	}
+	return o, cfg, nil
+}
+
+// Tensor is the reference NCHW/RGB float32 output for a shorter_crop or
+// squash spec, with imaging's filter of the given name (Lanczos3 when the
+// name is "lanczos3").
+func Tensor(data []byte, spec preprocessv1.Spec, filter imaging.ResampleFilter) ([]float32, error) {
+	o, _, err := Oriented(data, [3]uint8{255, 255, 255})
+	if err != nil {
+		return nil, err
+	}
+	b := o.Bounds()
+	k, err := resample.KernelFor(spec.Interpolation)
+	if err != nil {
+		return nil, err
+	}
+	l := resample.LayoutFor(resample.Target{Mode: spec.ResizeMode, W: spec.Width, H: spec.Height, Shorter: spec.ResizeShorter, Kernel: k}, b.Dx(), b.Dy())
+	if l.OffX < 0 || l.OffY < 0 {
+		return nil, fmt.Errorf("reference: resize mode %s with padding is not supported", spec.ResizeMode)
+	}
+	r := imaging.Resize(o, l.RW, l.RH, filter)
+	c := imaging.Crop(r, image.Rect(l.OffX, l.OffY, l.OffX+spec.Width, l.OffY+spec.Height))
+	n := resample.NormFor(spec.Scale, spec.Mean, spec.Std, false, false, [3]uint8{})
+	out := make([]float32, 3*spec.Width*spec.Height)
+	plane := spec.Width * spec.Height
+	for y := 0; y < spec.Height; y++ {
+		for x := 0; x < spec.Width; x++ {
+			p := c.Pix[c.PixOffset(x, y):]
+			for ch := range 3 {
+				out[ch*plane+y*spec.Width+x] = float32(p[ch])*n.Mul[ch] + n.Add[ch]
+			}
+		}
+	}
+	return out, nil
+}

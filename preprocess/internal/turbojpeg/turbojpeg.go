@@ -1,0 +1,45 @@
+// Package turbojpeg wraps the parts of libjpeg-turbo's TurboJPEG API that
+// preprocess needs: reading a JPEG header and decoding at a reduced scale in
+// the DCT domain (1/2, 1/4, 1/8 ...), which is what makes large JPEGs cheap.
+//
+// It is the only package in the module that uses cgo. Built with
+// CGO_ENABLED=0 or the tag noturbojpeg, Available reports false and every
+// call returns ErrUnavailable; callers then use image/jpeg.
+package turbojpeg
+
+import "errors"
+
+// ErrUnavailable is returned by every call when the package was built
+// without libjpeg-turbo.
+var ErrUnavailable = errors.New("turbojpeg: built without libjpeg-turbo (cgo disabled or tag noturbojpeg)")
+
+// ErrWarning wraps decoding problems libjpeg-turbo reports as warnings
+// (e.g. premature end of data): the pixels may be incomplete.
+var ErrWarning = errors.New("turbojpeg: warning")
+
+// Colorspace is the JPEG colour space from the header.
+type Colorspace int
+
+// JPEG colour spaces (TJCS_*).
+const (
+	RGB Colorspace = iota
+	YCbCr
+	Gray
+	CMYK
+	YCCK
+)
+
+// Header is what tjDecompressHeader3 reports.
+type Header struct {
+	Width, Height int
+	Colorspace    Colorspace
+}
+
+// Factor is a scaling factor num/denom.
+type Factor struct{ Num, Denom int }
+
+// Scaled is the decoded size of dim at f, as libjpeg-turbo computes it.
+func (f Factor) Scaled(dim int) int { return (dim*f.Num + f.Denom - 1) / f.Denom }
+
+// Float is num/denom.
+func (f Factor) Float() float64 { return float64(f.Num) / float64(f.Denom) }

@@ -1,0 +1,98 @@
+//go:build cgo && !noturbojpeg
+
+package turbojpeg
+
+/*
+#cgo LDFLAGS: -lturbojpeg
+#include <stdlib.h>
+#include <turbojpeg.h>
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// Available reports whether libjpeg-turbo is linked in.
+func Available() bool { return true }
+
+func errorOf(h C.tjhandle, what string) error {
+	msg := C.GoString(C.tjGetErrorStr2(h))
+	if C.tjGetErrorCode(h) == C.TJERR_WARNING {
+		return fmt.Errorf("%w: %s: %s", ErrWarning, what, msg)
+	}
+	return fmt.Errorf("turbojpeg: %s: %s", what, msg)
+}
+
+// DecodeHeader reads the JPEG header.
+func DecodeHeader(jpeg []byte) (Header, error) {
+	if len(jpeg) == 0 {
+		return Header{}, fmt.Errorf("turbojpeg: empty input")
+	}
+	h := C.tjInitDecompress()
+	if h == nil {
+		return Header{}, fmt.Errorf("turbojpeg: init: %s", C.GoString(C.tjGetErrorStr2(nil)))
+	}
+	defer C.tjDestroy(h)
+	var w, ht, ss, cs C.int
+	if C.tjDecompressHeader3(h, (*C.uchar)(unsafe.Pointer(&jpeg[0])), C.ulong(len(jpeg)), &w, &ht, &ss, &cs) != 0 {
+		return Header{}, errorOf(h, "reading header")
+	}
+	return Header{Width: int(w), Height: int(ht), Colorspace: Colorspace(cs)}, nil
+}
+
+// Factors lists the scaling factors the library supports, largest first.
+func Factors() []Factor {
+	var n C.int
+	p := C.tjGetScalingFactors(&n)
+	if p == nil || n <= 0 {
+		return nil
+	}
+	sf := unsafe.Slice(p, int(n))
+	out := make([]Factor, 0, len(sf))
+	for _, f := range sf {
+		out = append(out, Factor{Num: int(f.num), Denom: int(f.denom)})
+	}
+	return out
+}
+
+// DecodeRGB decodes jpeg at scale f into packed RGB (3 bytes a pixel),
+// reusing dst when it is large enough. It returns the pixels and the decoded
+// size. fast selects the faster, slightly less exact DCT and upsampling.
+// CMYK and YCCK images are refused (libjpeg-turbo cannot convert them to RGB).
+func DecodeRGB(jpeg []byte, f Factor, fast bool, dst []byte) (pix []byte, w, h int, err error) {
+	if len(jpeg) == 0 {
+		return dst, 0, 0, fmt.Errorf("turbojpeg: empty input")
+	}
+	hd := C.tjInitDecompress()
+	if hd == nil {
+		return dst, 0, 0, fmt.Errorf("turbojpeg: init: %s", C.GoString(C.tjGetErrorStr2(nil)))
+	}
+	defer C.tjDestroy(hd)
+	src := (*C.uchar)(unsafe.Pointer(&jpeg[0]))
+	var cw, ch, ss, cs C.int
+	if C.tjDecompressHeader3(hd, src, C.ulong(len(jpeg)), &cw, &ch, &ss, &cs) != 0 {
+		return dst, 0, 0, errorOf(hd, "reading header")
+	}
+	if cs == C.TJCS_CMYK || cs == C.TJCS_YCCK {
+		return dst, 0, 0, fmt.Errorf("turbojpeg: colour space %d has no RGB conversion", int(cs))
+	}
+	w, h = f.Scaled(int(cw)), f.Scaled(int(ch))
+	n := w * h * 3
+	if n <= 0 {
+		return dst, 0, 0, fmt.Errorf("turbojpeg: bad scaled size %dx%d", w, h)
+	}
+	if cap(dst) < n {
+		dst = make([]byte, n)
+	}
+	dst = dst[:n]
+	flags := C.int(0)
+	if fast {
+		flags |= C.TJFLAG_FASTDCT | C.TJFLAG_FASTUPSAMPLE
+	}
+	if C.tjDecompress2(hd, src, C.ulong(len(jpeg)), (*C.uchar)(unsafe.Pointer(&dst[0])), C.int(w), 0, C.int(h), C.TJPF_RGB, flags) != 0 {
+		return dst, 0, 0, errorOf(hd, "decoding")
+	}
+	return dst, w, h, nil
+}

@@ -1,0 +1,17 @@
+//go:build !cgo || noturbojpeg
+
+package turbojpeg
+
+// Available reports whether libjpeg-turbo is linked in.
+func Available() bool { return false }
+
+// DecodeHeader returns ErrUnavailable.
+func DecodeHeader([]byte) (Header, error) { return Header{}, ErrUnavailable }
+
+// Factors returns nil.
+func Factors() []Factor { return nil }
+
+// DecodeRGB returns ErrUnavailable.
+func DecodeRGB(_ []byte, _ Factor, _ bool, dst []byte) ([]byte, int, int, error) {
+	return dst, 0, 0, ErrUnavailable
+}
