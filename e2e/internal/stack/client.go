@@ -1,0 +1,158 @@
+package stack
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Product is one line of the demo catalog.
+type Product struct {
+	SKU      string  `json:"sku"`
+	Title    string  `json:"title"`
+	Category string  `json:"category"`
+	Price    float64 `json:"price"`
+	Image    string  `json:"image"`
+}
+
+// Query is one line of queries.jsonl.
+type Query struct {
+	Image     string `json:"image"`
+	ExpectSKU string `json:"expect_sku"`
+	What      string `json:"what"`
+}
+
+// ReadJSONL reads a JSONL file into a slice of T.
+func ReadJSONL[T any](path string) ([]T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []T
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, v)
+	}
+	return out, sc.Err()
+}
+
+// Multipart builds a multipart body from fields and files (name -> bytes).
+func Multipart(fields map[string]string, files map[string][]byte) (*bytes.Buffer, string) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		_ = mw.WriteField(k, v)
+	}
+	for k, v := range files {
+		w, _ := mw.CreateFormFile(k, k+".bin")
+		_, _ = w.Write(v)
+	}
+	_ = mw.Close()
+	return &buf, mw.FormDataContentType()
+}
+
+// Hit is one search result as the gateway answers it.
+type Hit struct {
+	SKU      string         `json:"sku"`
+	Score    float64        `json:"score"`
+	Metadata map[string]any `json:"metadata"`
+}
+
+// SearchResponse is the gateway's search answer.
+type SearchResponse struct {
+	Model   string `json:"model"`
+	Results []Hit  `json:"results"`
+}
+
+// ErrorBody is the error envelope.
+type ErrorBody struct {
+	Error struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id"`
+	} `json:"error"`
+}
+
+// Client is a small gateway client for tests.
+type Client struct {
+	Base     string
+	AdminKey string
+	HTTP     *http.Client
+}
+
+// NewClient returns a client with a 60 s timeout.
+func NewClient(base, key string) *Client {
+	return &Client{Base: base, AdminKey: key, HTTP: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// Do sends a request and returns status, body.
+func (c *Client) Do(method, path, contentType string, body io.Reader, admin bool) (int, []byte, http.Header, error) {
+	req, err := http.NewRequest(method, c.Base+path, body)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if admin {
+		req.Header.Set("Authorization", "Bearer "+c.AdminKey)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header, err
+}
+
+// IndexProduct posts one catalog product through the admin API.
+func (c *Client) IndexProduct(catalogDir string, p Product) error {
+	img, err := os.ReadFile(filepath.Join(catalogDir, p.Image))
+	if err != nil {
+		return err
+	}
+	meta, _ := json.Marshal(map[string]any{"title": p.Title, "category": p.Category, "price": p.Price, "image": p.Image})
+	body, ct := Multipart(map[string]string{"sku": p.SKU, "metadata": string(meta)}, map[string][]byte{"image": img})
+	st, b, _, err := c.Do(http.MethodPost, "/v1/products", ct, body, true)
+	if err != nil {
+		return err
+	}
+	if st/100 != 2 {
+		return fmt.Errorf("indexing %s: %d %s", p.SKU, st, b)
+	}
+	return nil
+}
+
+// SearchImage uploads an image to /v1/search.
+func (c *Client) SearchImage(img []byte, query string) (SearchResponse, error) {
+	body, ct := Multipart(nil, map[string][]byte{"image": img})
+	st, b, _, err := c.Do(http.MethodPost, "/v1/search"+query, ct, body, false)
+	if err != nil {
+		return SearchResponse{}, err
+	}
+	if st != http.StatusOK {
+		return SearchResponse{}, fmt.Errorf("search: %d %s", st, b)
+	}
+	var r SearchResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("search response: %w: %s", err, b)
+	}
+	return r, nil
+}

@@ -1,0 +1,321 @@
+// Package stack builds the Lookalike binaries once and runs them as real
+// processes on loopback for end-to-end, fault and benchmark tests.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binaries built by Build, by name.
+var binaries = []string{"preprocess", "embed", "search", "gateway", "indexer"}
+
+// RepoRoot walks up from the working directory to the folder with go.work.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.work not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Env is what the services need from outside: the shared data and ORT.
+type Env struct {
+	Repo      string
+	Shared    string // ../shared: models and catalog
+	ModelDir  string
+	ORTLib    string
+	BinDir    string
+	CatalogJL string
+}
+
+// LoadEnv resolves paths from LOOKALIKE_SHARED, MODEL_DIR and
+// ONNXRUNTIME_LIB, with the repository's defaults, and checks they exist.
+func LoadEnv() (Env, error) {
+	repo, err := RepoRoot()
+	if err != nil {
+		return Env{}, err
+	}
+	e := Env{Repo: repo}
+	e.Shared = getenv("LOOKALIKE_SHARED", filepath.Join(repo, "..", "shared"))
+	e.ModelDir = getenv("MODEL_DIR", filepath.Join(e.Shared, "models"))
+	e.ORTLib = getenv("ONNXRUNTIME_LIB", filepath.Join(repo, ".cache", "onnxruntime", "libonnxruntime.so.1"))
+	e.CatalogJL = filepath.Join(e.Shared, "catalog", "catalog.jsonl")
+	for what, p := range map[string]string{"model dir (MODEL_DIR)": e.ModelDir, "ONNX Runtime library (ONNXRUNTIME_LIB; run make setup)": e.ORTLib, "demo catalog (LOOKALIKE_SHARED)": e.CatalogJL} {
+		if _, err := os.Stat(p); err != nil {
+			return Env{}, fmt.Errorf("%s not found at %s", what, p)
+		}
+	}
+	return e, nil
+}
+
+func getenv(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+var buildOnce sync.Once
+var buildErr error
+
+// Build compiles every binary into dir (once per test process).
+func Build(e *Env, dir string) error {
+	buildOnce.Do(func() {
+		args := []string{"build", "-o", dir + "/"}
+		for _, b := range binaries {
+			args = append(args, "./"+pkgDir(b))
+		}
+		cmd := exec.Command("go", args...)
+		cmd.Dir = e.Repo
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	e.BinDir = dir
+	return buildErr
+}
+
+func pkgDir(bin string) string {
+	if bin == "indexer" {
+		return "indexer/cmd/indexer"
+	}
+	return bin + "/cmd/" + bin
+}
+
+// FreeAddr returns a loopback address with a free port.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Proc is one running service.
+type Proc struct {
+	Name string
+	Addr string
+	Env  []string
+	Args []string
+	Log  string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	env  *Env
+}
+
+// URL is the service's base URL.
+func (p *Proc) URL() string { return "http://" + p.Addr }
+
+// Start launches the process; its output goes to p.Log.
+func (p *Proc) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(p.env.BinDir, p.Name), p.Args...)
+	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("starting %s: %w", p.Name, err)
+	}
+	p.cmd, p.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); f.Close(); close(done) }(p.done)
+	return nil
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+}
+
+// Wait waits for the process to exit, up to d; false on time-out.
+func (p *Proc) Wait(d time.Duration) bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return true
+	}
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// Stop sends SIGTERM and, after grace, SIGKILL.
+func (p *Proc) Stop(grace time.Duration) {
+	p.Signal(syscall.SIGTERM)
+	if !p.Wait(grace) {
+		p.Signal(syscall.SIGKILL)
+		p.Wait(5 * time.Second)
+	}
+}
+
+// Kill sends SIGKILL and waits.
+func (p *Proc) Kill() {
+	p.Signal(syscall.SIGKILL)
+	p.Wait(5 * time.Second)
+}
+
+// WaitReady polls /readyz until 200 or the timeout.
+func (p *Proc) WaitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.URL()+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s at %s not ready after %s; log tail:\n%s", p.Name, p.Addr, timeout, Tail(p.Log, 30))
+		case <-p.done:
+			return fmt.Errorf("%s exited before it was ready; log tail:\n%s", p.Name, Tail(p.Log, 30))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Tail returns the last n lines of a file.
+func Tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// Stack is the four services wired together.
+type Stack struct {
+	Env      Env
+	Dir      string
+	AdminKey string
+	Procs    map[string]*Proc
+	order    []string
+}
+
+// Options adjust a stack.
+type Options struct {
+	// Extra environment per service name.
+	Extra map[string][]string
+}
+
+// New builds the binaries and prepares (but does not start) a stack with
+// fresh ports and a fresh data dir under t.TempDir().
+func New(t testing.TB, o Options) *Stack {
+	t.Helper()
+	env, err := LoadEnv()
+	if err != nil {
+		t.Fatalf("end-to-end environment: %v", err)
+	}
+	binDir := filepath.Join(os.TempDir(), "lookalike-e2e-bin")
+	if err := Build(&env, binDir); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := &Stack{Env: env, Dir: dir, AdminKey: "e2e-admin-key-0123456789", Procs: map[string]*Proc{}}
+	addrs := map[string]string{}
+	for _, n := range []string{"preprocess", "embed", "search", "gateway"} {
+		addrs[n] = FreeAddr(t)
+	}
+	common := []string{"MODEL_DIR=" + env.ModelDir, "ONNXRUNTIME_LIB=" + env.ORTLib, "OTEL_TRACES_EXPORTER=none"}
+	envs := map[string][]string{
+		"preprocess": {"PREPROCESS_ADDR=" + addrs["preprocess"]},
+		"embed":      {"EMBED_ADDR=" + addrs["embed"], "EMBED_PROVIDER=cpu"},
+		"search":     {"SEARCH_ADDR=" + addrs["search"], "SEARCH_DATA_DIR=" + filepath.Join(dir, "search")},
+		"gateway": {"GATEWAY_ADDR=" + addrs["gateway"], "LOOKALIKE_ADMIN_KEY=" + s.AdminKey,
+			"PREPROCESS_URLS=http://" + addrs["preprocess"], "EMBED_URLS=http://" + addrs["embed"], "SEARCH_URLS=http://" + addrs["search"],
+			"CATALOG_DIR=" + filepath.Dir(env.CatalogJL)},
+	}
+	for _, n := range []string{"preprocess", "embed", "search", "gateway"} {
+		e := append(append(append([]string{}, common...), envs[n]...), o.Extra[n]...)
+		s.Procs[n] = &Proc{Name: n, Addr: addrs[n], Env: e, Log: filepath.Join(dir, n+".log"), env: &s.Env}
+		s.order = append(s.order, n)
+	}
+	t.Cleanup(func() {
+		for _, p := range s.Procs {
+			p.Stop(10 * time.Second)
+		}
+		if t.Failed() {
+			for _, n := range s.order {
+				t.Logf("---- %s log tail ----\n%s", n, Tail(s.Procs[n].Log, 40))
+			}
+		}
+	})
+	return s
+}
+
+// Start starts every service and waits until all are ready.
+func (s *Stack) Start(t testing.TB) {
+	t.Helper()
+	for _, n := range s.order {
+		if err := s.Procs[n].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range s.order {
+		if err := s.Procs[n].WaitReady(context.Background(), 90*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Gateway is the gateway's base URL.
+func (s *Stack) Gateway() string { return s.Procs["gateway"].URL() }
+
+// Grep reports whether any service log contains needle.
+func (s *Stack) Grep(needle string) []string {
+	var hits []string
+	for _, n := range s.order {
+		b, _ := os.ReadFile(s.Procs[n].Log)
+		if strings.Contains(string(b), needle) {
+			hits = append(hits, n)
+		}
+	}
+	return hits
+}
