@@ -1,0 +1,144 @@
+// Command preprocess is the preprocessing service: image bytes in, model
+// input tensors out (contract shared/contract/preprocessv1).
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ardanlabs/conf/v3"
+
+	"github.com/lookalike-dev/lookalike/shared/buildinfo"
+	"github.com/lookalike-dev/lookalike/shared/logging"
+	"github.com/lookalike-dev/lookalike/shared/server"
+	"github.com/lookalike-dev/lookalike/shared/telemetry"
+
+	"github.com/lookalike-dev/lookalike/preprocess/internal/httpapi"
+	"github.com/lookalike-dev/lookalike/preprocess/internal/imagedecode"
+	"github.com/lookalike-dev/lookalike/preprocess/internal/preprocessor"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
+)
+
+// commit is set at link time: -ldflags "-X main.commit=$(git rev-parse HEAD)".
+var commit string
+
+type config struct {
+	Addr            string        `conf:"default:127.0.0.1:8081,help:listen address"`
+	DebugAddr       string        `conf:"help:pprof listener address (off when empty; never expose it)"`
+	LogLevel        string        `conf:"default:info,help:debug info warn error"`
+	DrainDelay      time.Duration `conf:"default:5s,help:time NotReady before the listener closes on SIGTERM"`
+	ShutdownTimeout time.Duration `conf:"default:20s,help:graceful shutdown bound"`
+	RequestTimeout  time.Duration `conf:"default:10s,help:per-request deadline"`
+	MaxBytes        int64         `conf:"default:20971520,help:most bytes of one image (image_too_large above)"`
+	MaxPixels       int64         `conf:"default:50000000,help:most pixels an image header may declare (dimensions_too_large above)"`
+	MaxBatchImages  int           `conf:"default:64,help:most images in one batch request"`
+	MaxBodyBytes    int64         `conf:"default:268435456,help:most bytes of any request body (payload_too_large above)"`
+	Concurrency     int           `conf:"default:0,help:images processed at once across requests (0: GOMAXPROCS)"`
+	Background      string        `conf:"default:#ffffff,help:colour alpha is composited on when the spec names none"`
+	DefaultSpec     string        `conf:"help:JSON preprocessing spec used when a request sends none (empty: ImageNet 256/224 bilinear)"`
+	DecodeRatio     float64       `conf:"default:1,help:fewest decoded pixels per output pixel a JPEG is DCT-reduced to (default mode)"`
+	HQDecodeRatio   float64       `conf:"default:2,help:the same for the high-accuracy interpolations lanczos3 and catmullrom"`
+	FastIDCT        bool          `conf:"default:false,help:libjpeg-turbo fast IDCT and upsampling in the default mode"`
+}
+
+func main() {
+	log := logging.New(os.Stdout, "preprocess", slog.LevelInfo)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, log); err != nil {
+		log.Error("preprocess stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger) error {
+	// Config.
+	var cfg config
+	help, err := conf.Parse("PREPROCESS", &cfg)
+	if err != nil {
+		if errors.Is(err, conf.ErrHelpWanted) {
+			fmt.Println(help)
+			return nil
+		}
+		return fmt.Errorf("parsing config: %w", err)
+	}
+	log = logging.New(os.Stdout, "preprocess", logging.ParseLevel(cfg.LogLevel))
+	if out, err := conf.String(&cfg); err == nil {
+		log.Info("config", "effective", out)
+	}
+	spec := preprocessv1.ImageNet()
+	if cfg.DefaultSpec != "" {
+		if spec, err = preprocessv1.DecodeSpec(cfg.DefaultSpec); err != nil {
+			return fmt.Errorf("default spec: %w", err)
+		}
+	}
+	var bg [3]uint8
+	if n, err := fmt.Sscanf(cfg.Background, "#%02x%02x%02x", &bg[0], &bg[1], &bg[2]); err != nil || n != 3 {
+		return fmt.Errorf("background %q is not #rrggbb", cfg.Background)
+	}
+
+	// Telemetry.
+	info := buildinfo.Read("preprocess", commit)
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "preprocess", Version: info.Version})
+	if err != nil {
+		return fmt.Errorf("setting up telemetry: %w", err)
+	}
+
+	// Dependencies.
+	metrics, err := preprocessor.NewMetrics(tel.Meter("lookalike/preprocess"))
+	if err != nil {
+		return err
+	}
+	proc, err := preprocessor.New(preprocessor.Options{
+		Limits:      imagedecode.Limits{MaxBytes: cfg.MaxBytes, MaxPixels: cfg.MaxPixels},
+		DefaultSpec: spec, Background: bg, Concurrency: cfg.Concurrency,
+		DecodeRatio: cfg.DecodeRatio, HQDecodeRatio: cfg.HQDecodeRatio, FastIDCT: cfg.FastIDCT,
+	}, metrics)
+	if err != nil {
+		return fmt.Errorf("building preprocessor: %w", err)
+	}
+
+	// Server.
+	srv := server.New(server.Config{
+		Addr: cfg.Addr, DebugAddr: cfg.DebugAddr, DrainDelay: cfg.DrainDelay,
+		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBodyBytes,
+	}, log, tel, info)
+	httpapi.New(proc, httpapi.Config{MaxBytes: cfg.MaxBytes, MaxBatchImages: cfg.MaxBatchImages, Timeout: cfg.RequestTimeout}).Register(srv.Echo)
+
+	// Run: ready once a generated image went through the whole pipeline.
+	return srv.Run(ctx, func(ctx context.Context) error { return warmup(ctx, proc) })
+}
+
+// warmup preprocesses a generated JPEG with the default spec and checks the
+// tensor's size.
+func warmup(ctx context.Context, proc *preprocessor.Processor) error {
+	img := image.NewRGBA(image.Rect(0, 0, 640, 480))
+	for y := range 480 {
+		for x := range 640 {
+			img.Set(x, y, color.RGBA{uint8(x), uint8(y), uint8(x + y), 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, nil); err != nil {
+		return fmt.Errorf("warm-up: encoding: %w", err)
+	}
+	spec := proc.DefaultSpec()
+	r, err := proc.Process(ctx, buf.Bytes(), spec)
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	if want := 3 * spec.Width * spec.Height * preprocessor.DType(spec).Size(); len(r.Data) != want {
+		return fmt.Errorf("warm-up: tensor of %d bytes, want %d", len(r.Data), want)
+	}
+	return nil
+}
