@@ -156,3 +156,41 @@ func (c *Client) SearchImage(img []byte, query string) (SearchResponse, error) {
 	}
 	return r, nil
 }
+
+// IndexAll indexes products through the gateway, workers at a time.
+func (c *Client) IndexAll(catalogDir string, products []Product, workers int) error {
+	sem := make(chan struct{}, workers)
+	errc := make(chan error, len(products))
+	for _, p := range products {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			errc <- c.IndexProduct(catalogDir, p)
+		}()
+	}
+	var first error
+	for range products {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Metric reads one unlabelled sample (e.g. go_goroutines) from /metrics.
+func (c *Client) Metric(base, name string) (float64, error) {
+	resp, err := c.HTTP.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var v float64
+		if n, _ := fmt.Sscanf(sc.Text(), name+" %g", &v); n == 1 {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found at %s", name, base)
+}

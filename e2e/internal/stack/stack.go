@@ -235,14 +235,22 @@ type Stack struct {
 	Env      Env
 	Dir      string
 	AdminKey string
-	Procs    map[string]*Proc
-	order    []string
+	// Procs holds every instance by name: "gateway", "embed-0", "embed-1", ...
+	Procs map[string]*Proc
+	// Instances lists the instance names of each service, in order.
+	Instances map[string][]string
+	order     []string
 }
+
+// Services in start order.
+var Services = []string{"preprocess", "embed", "search", "gateway"}
 
 // Options adjust a stack.
 type Options struct {
 	// Extra environment per service name.
 	Extra map[string][]string
+	// Replicas per downstream service (default 1); the gateway gets all URLs.
+	Replicas map[string]int
 }
 
 // New builds the binaries and prepares (but does not start) a stack with
@@ -258,24 +266,39 @@ func New(t testing.TB, o Options) *Stack {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	s := &Stack{Env: env, Dir: dir, AdminKey: "e2e-admin-key-0123456789", Procs: map[string]*Proc{}}
-	addrs := map[string]string{}
-	for _, n := range []string{"preprocess", "embed", "search", "gateway"} {
-		addrs[n] = FreeAddr(t)
-	}
+	s := &Stack{Env: env, Dir: dir, AdminKey: "e2e-admin-key-0123456789", Procs: map[string]*Proc{}, Instances: map[string][]string{}}
 	common := []string{"MODEL_DIR=" + env.ModelDir, "ONNXRUNTIME_LIB=" + env.ORTLib, "OTEL_TRACES_EXPORTER=none"}
-	envs := map[string][]string{
-		"preprocess": {"PREPROCESS_ADDR=" + addrs["preprocess"]},
-		"embed":      {"EMBED_ADDR=" + addrs["embed"], "EMBED_PROVIDER=cpu"},
-		"search":     {"SEARCH_ADDR=" + addrs["search"], "SEARCH_DATA_DIR=" + filepath.Join(dir, "search")},
-		"gateway": {"GATEWAY_ADDR=" + addrs["gateway"], "LOOKALIKE_ADMIN_KEY=" + s.AdminKey,
-			"PREPROCESS_URLS=http://" + addrs["preprocess"], "EMBED_URLS=http://" + addrs["embed"], "SEARCH_URLS=http://" + addrs["search"],
-			"CATALOG_DIR=" + filepath.Dir(env.CatalogJL)},
-	}
-	for _, n := range []string{"preprocess", "embed", "search", "gateway"} {
-		e := append(append(append([]string{}, common...), envs[n]...), o.Extra[n]...)
-		s.Procs[n] = &Proc{Name: n, Addr: addrs[n], Env: e, Log: filepath.Join(dir, n+".log"), env: &s.Env}
-		s.order = append(s.order, n)
+	urls := map[string][]string{}
+	for _, svc := range Services {
+		n := max(o.Replicas[svc], 1)
+		if svc == "gateway" {
+			n = 1
+		}
+		for i := range n {
+			name := svc
+			if n > 1 {
+				name = fmt.Sprintf("%s-%d", svc, i)
+			}
+			addr := FreeAddr(t)
+			urls[svc] = append(urls[svc], "http://"+addr)
+			var e []string
+			switch svc {
+			case "preprocess":
+				e = []string{"PREPROCESS_ADDR=" + addr}
+			case "embed":
+				e = []string{"EMBED_ADDR=" + addr, "EMBED_PROVIDER=cpu"}
+			case "search":
+				e = []string{"SEARCH_ADDR=" + addr, "SEARCH_DATA_DIR=" + filepath.Join(dir, name)}
+			case "gateway":
+				e = []string{"GATEWAY_ADDR=" + addr, "LOOKALIKE_ADMIN_KEY=" + s.AdminKey,
+					"PREPROCESS_URLS=" + strings.Join(urls["preprocess"], ","), "EMBED_URLS=" + strings.Join(urls["embed"], ","),
+					"SEARCH_URLS=" + strings.Join(urls["search"], ","), "CATALOG_DIR=" + filepath.Dir(env.CatalogJL)}
+			}
+			e = append(append(append([]string{}, common...), e...), o.Extra[svc]...)
+			s.Procs[name] = &Proc{Name: svc, Addr: addr, Env: e, Log: filepath.Join(dir, name+".log"), env: &s.Env}
+			s.Instances[svc] = append(s.Instances[svc], name)
+			s.order = append(s.order, name)
+		}
 	}
 	t.Cleanup(func() {
 		for _, p := range s.Procs {
@@ -290,7 +313,7 @@ func New(t testing.TB, o Options) *Stack {
 	return s
 }
 
-// Start starts every service and waits until all are ready.
+// Start starts every instance and waits until all are ready.
 func (s *Stack) Start(t testing.TB) {
 	t.Helper()
 	for _, n := range s.order {
@@ -299,7 +322,7 @@ func (s *Stack) Start(t testing.TB) {
 		}
 	}
 	for _, n := range s.order {
-		if err := s.Procs[n].WaitReady(context.Background(), 90*time.Second); err != nil {
+		if err := s.Procs[n].WaitReady(context.Background(), 120*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -308,14 +331,12 @@ func (s *Stack) Start(t testing.TB) {
 // Gateway is the gateway's base URL.
 func (s *Stack) Gateway() string { return s.Procs["gateway"].URL() }
 
-// Grep reports whether any service log contains needle.
-func (s *Stack) Grep(needle string) []string {
-	var hits []string
+// Logs returns every instance's log, concatenated.
+func (s *Stack) Logs() string {
+	var b strings.Builder
 	for _, n := range s.order {
-		b, _ := os.ReadFile(s.Procs[n].Log)
-		if strings.Contains(string(b), needle) {
-			hits = append(hits, n)
-		}
+		data, _ := os.ReadFile(s.Procs[n].Log)
+		b.Write(data)
 	}
-	return hits
+	return b.String()
 }
