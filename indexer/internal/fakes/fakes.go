@@ -1,0 +1,447 @@
+// Package fakes implements the preprocess, embed and search contracts in
+// process, small and deterministic, for the indexer's tests: real HTTP on
+// loopback through the real contract clients, with knobs for latency and
+// failures, and a search that keeps points in a map keyed by SKU and counts
+// every write so duplicates would show.
+package fakes
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image"
+	_ "image/gif"  // decoders for the fake preprocess
+	_ "image/jpeg" // decoders for the fake preprocess
+	_ "image/png"  // decoders for the fake preprocess
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
+)
+
+// Side is the fake models' input side (tiny tensors keep tests fast).
+const Side = 8
+
+// Spec is the preprocess spec the fake embed publishes for every model.
+func Spec() preprocessv1.Spec {
+	return preprocessv1.Spec{Width: Side, Height: Side, ResizeMode: preprocessv1.ResizeSquash, Interpolation: "nearest",
+		Scale: 1.0 / 255, Mean: [3]float32{0, 0, 0}, Std: [3]float32{1, 1, 1}, ChannelOrder: "RGB", Layout: "NCHW", DType: "float32"}
+}
+
+// Preprocess is a fake preprocess service.
+type Preprocess struct {
+	Server *httptest.Server
+	Calls  atomic.Int64
+	Images atomic.Int64
+	// FailNext makes the next n batch calls answer 503.
+	FailNext atomic.Int64
+}
+
+// NewPreprocess starts a fake preprocess.
+func NewPreprocess() *Preprocess {
+	p := &Preprocess{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+preprocessv1.RoutePreprocessBatch, p.batch)
+	p.Server = httptest.NewServer(mux)
+	return p
+}
+
+// URL is the base URL.
+func (p *Preprocess) URL() string { return p.Server.URL }
+
+// Close stops the server.
+func (p *Preprocess) Close() { p.Server.Close() }
+
+func (p *Preprocess) batch(w http.ResponseWriter, r *http.Request) {
+	p.Calls.Add(1)
+	if p.FailNext.Load() > 0 && p.FailNext.Add(-1) >= 0 {
+		apierror.Write(w, apierror.New(503, apierror.CodeUnavailable, "fake outage"))
+		return
+	}
+	spec, err := preprocessv1.DecodeSpec(r.Header.Get(preprocessv1.HeaderSpec))
+	if err != nil || spec != Spec() {
+		apierror.Write(w, apierror.BadRequest("bad_spec", "fake preprocess wants the fake spec: %v", err))
+		return
+	}
+	if err := r.ParseMultipartForm(64 << 20); err != nil {
+		apierror.Write(w, apierror.BadRequest(apierror.CodeBadRequest, "multipart: %v", err))
+		return
+	}
+	files := r.MultipartForm.File["image"]
+	meta := preprocessv1.BatchMeta{Spec: spec}
+	var data []float32
+	rows := 0
+	for i, fh := range files {
+		f, err := fh.Open()
+		if err != nil {
+			apierror.Write(w, apierror.BadRequest(apierror.CodeBadRequest, "part: %v", err))
+			return
+		}
+		var buf bytes.Buffer
+		_, _ = buf.ReadFrom(f)
+		f.Close()
+		p.Images.Add(1)
+		img, format, err := image.Decode(bytes.NewReader(buf.Bytes()))
+		if err != nil {
+			meta.Items = append(meta.Items, preprocessv1.ItemStatus{Index: i, Row: -1, Error: &preprocessv1.ItemError{Status: 422, Code: "corrupt_image", Message: err.Error()}})
+			continue
+		}
+		px, hash := sample(img)
+		data = append(data, px...)
+		b := img.Bounds()
+		meta.Items = append(meta.Items, preprocessv1.ItemStatus{Index: i, Row: rows, Facts: &preprocessv1.Facts{Format: format, Width: b.Dx(), Height: b.Dy(), Orientation: 1, PHash: hash, Bytes: buf.Len()}})
+		rows++
+	}
+	var t *tensorv1.Tensor
+	if rows > 0 {
+		tt := tensorv1.FromFloat32(spec.Shape(rows), data)
+		t = &tt
+	}
+	out, err := preprocessv1.MarshalBatch(meta, t)
+	if err != nil {
+		apierror.Write(w, apierror.New(500, apierror.CodeInternal, "%v", err))
+		return
+	}
+	w.Header().Set("Content-Type", preprocessv1.BatchMediaType)
+	_, _ = w.Write(out)
+}
+
+// sample squashes img to Side x Side (nearest) as NCHW [0,1] floats and
+// computes an average hash of the gray version.
+func sample(img image.Image) ([]float32, string) {
+	b := img.Bounds()
+	out := make([]float32, 3*Side*Side)
+	gray := make([]float32, Side*Side)
+	var mean float32
+	for y := range Side {
+		for x := range Side {
+			sx := b.Min.X + (2*x+1)*b.Dx()/(2*Side)
+			sy := b.Min.Y + (2*y+1)*b.Dy()/(2*Side)
+			r, g, bl, _ := img.At(sx, sy).RGBA()
+			i := y*Side + x
+			out[i] = float32(r>>8) / 255
+			out[Side*Side+i] = float32(g>>8) / 255
+			out[2*Side*Side+i] = float32(bl>>8) / 255
+			gray[i] = (out[i] + out[Side*Side+i] + out[2*Side*Side+i]) / 3
+			mean += gray[i]
+		}
+	}
+	mean /= Side * Side
+	var h uint64
+	for i, v := range gray {
+		if v > mean {
+			h |= 1 << i
+		}
+	}
+	return out, fmt.Sprintf("%016x", h)
+}
+
+// Embed is a fake embed service. Its vector is a fixed projection of the
+// input row, L2-normalised; different models use different projections.
+type Embed struct {
+	Server *httptest.Server
+	Dim    int
+	// Models served; the first is the default.
+	Models []string
+	// Latency is added to every embed call (to model a capacity).
+	Latency time.Duration
+	Calls   atomic.Int64
+	Rows    atomic.Int64
+	mu      sync.Mutex
+	// BatchSizes records the row count of every call.
+	BatchSizes []int
+}
+
+// NewEmbed starts a fake embed serving models with dimension dim.
+func NewEmbed(dim int, models ...string) *Embed {
+	e := &Embed{Dim: dim, Models: models}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+embedv1.RouteModels+"/{id}", e.model)
+	mux.HandleFunc("POST "+embedv1.RouteEmbed, e.embed)
+	e.Server = httptest.NewServer(mux)
+	return e
+}
+
+// URL is the base URL.
+func (e *Embed) URL() string { return e.Server.URL }
+
+// Close stops the server.
+func (e *Embed) Close() { e.Server.Close() }
+
+func (e *Embed) spec(id string) (embedv1.ModelSpec, bool) {
+	for i, m := range e.Models {
+		if m == id {
+			return embedv1.ModelSpec{ID: m, Version: "1", Dim: e.Dim, Normalization: "l2", Preprocess: Spec(), Default: i == 0, Ready: true}, true
+		}
+	}
+	return embedv1.ModelSpec{}, false
+}
+
+func (e *Embed) model(w http.ResponseWriter, r *http.Request) {
+	m, ok := e.spec(r.PathValue("id"))
+	if !ok {
+		apierror.Write(w, apierror.New(404, "unknown_model", "no model %q", r.PathValue("id")))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(m)
+}
+
+func (e *Embed) embed(w http.ResponseWriter, r *http.Request) {
+	e.Calls.Add(1)
+	id := r.URL.Query().Get(embedv1.ParamModel)
+	if id == "" {
+		id = e.Models[0]
+	}
+	m, ok := e.spec(id)
+	if !ok {
+		apierror.Write(w, apierror.New(404, "unknown_model", "no model %q", id))
+		return
+	}
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(r.Body)
+	t, err := tensorv1.Unmarshal(buf.Bytes())
+	if err != nil {
+		apierror.Write(w, apierror.BadRequest("bad_tensor", "%v", err))
+		return
+	}
+	want := Spec().Shape(t.Shape[0])
+	if fmt.Sprint(t.Shape) != fmt.Sprint(want) {
+		apierror.Write(w, apierror.BadRequest("bad_shape", "shape %v, want %v", t.Shape, want))
+		return
+	}
+	if e.Latency > 0 {
+		time.Sleep(e.Latency)
+	}
+	fs, _ := t.Float32s(nil)
+	n := t.Shape[0]
+	e.Rows.Add(int64(n))
+	e.mu.Lock()
+	e.BatchSizes = append(e.BatchSizes, n)
+	e.mu.Unlock()
+	per := len(fs) / n
+	seed := 1
+	for i, m := range e.Models {
+		if m == id {
+			seed = i + 1
+		}
+	}
+	rows := make([][]float32, n)
+	for i := range n {
+		rows[i] = Project(fs[i*per:(i+1)*per], m.Dim, seed)
+	}
+	w.Header().Set(embedv1.HeaderModelID, m.ID)
+	w.Header().Set(embedv1.HeaderModelVersion, m.Version)
+	w.Header().Set(embedv1.HeaderDim, strconv.Itoa(m.Dim))
+	w.Header().Set(embedv1.HeaderCount, strconv.Itoa(n))
+	w.Header().Set("Content-Type", embedv1.EmbeddingsMediaType)
+	_, _ = w.Write(embedv1.MarshalVectors(rows))
+}
+
+// Project maps an input row to a dim-long unit vector.
+func Project(in []float32, dim, seed int) []float32 {
+	out := make([]float32, dim)
+	for i, v := range in {
+		k := (i*seed*7 + i/dim) % dim
+		out[k] += (v - 0.5) * float32(1+(i*seed)%3)
+	}
+	var s float64
+	for _, v := range out {
+		s += float64(v) * float64(v)
+	}
+	if s == 0 {
+		out[0] = 1
+		return out
+	}
+	inv := float32(1 / math.Sqrt(s))
+	for i := range out {
+		out[i] *= inv
+	}
+	return out
+}
+
+// Search is a fake search service: collections of points keyed by SKU.
+type Search struct {
+	Server *httptest.Server
+	mu     sync.Mutex
+	// Collections: name -> dim; Points: name -> sku -> point.
+	Dims   map[string]int
+	Points map[string]map[string]searchv1.Point
+	// Writes counts upserts per collection and SKU (replays show here, not
+	// in the point count).
+	Writes  map[string]map[string]int
+	Aliases map[string]string
+	Upserts atomic.Int64
+	// Delay is added to every upsert.
+	Delay time.Duration
+	// RejectSKU makes an upsert holding this SKU answer 400.
+	RejectSKU string
+}
+
+// NewSearch starts a fake search.
+func NewSearch() *Search {
+	s := &Search{Dims: map[string]int{}, Points: map[string]map[string]searchv1.Point{}, Writes: map[string]map[string]int{}, Aliases: map[string]string{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+searchv1.RouteCollections, s.create)
+	mux.HandleFunc("POST /v1/catalogs/{catalog}/points", s.upsert)
+	mux.HandleFunc("POST /v1/catalogs/{catalog}/search", s.search)
+	mux.HandleFunc("GET /v1/catalogs/{catalog}/count", s.count)
+	s.Server = httptest.NewServer(mux)
+	return s
+}
+
+// URL is the base URL.
+func (s *Search) URL() string { return s.Server.URL }
+
+// Close stops the server.
+func (s *Search) Close() { s.Server.Close() }
+
+// Count returns the points in a collection.
+func (s *Search) Count(collection string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.Points[collection])
+}
+
+// SKUs returns a copy of the collection's points.
+func (s *Search) SKUs(collection string) map[string]searchv1.Point {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]searchv1.Point{}
+	for k, v := range s.Points[collection] {
+		out[k] = v
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Search) create(w http.ResponseWriter, r *http.Request) {
+	var req searchv1.CreateCollectionRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || !searchv1.ValidName(req.Catalog) || !searchv1.ValidName(req.Model) || req.Dim < 1 {
+		apierror.Write(w, apierror.BadRequest(apierror.CodeInvalidArgument, "bad create request"))
+		return
+	}
+	name := searchv1.CollectionName(req.Catalog, req.Model)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d, ok := s.Dims[name]; ok && d != req.Dim {
+		apierror.Write(w, apierror.New(409, apierror.CodeDimensionMismatch, "dim %d != %d", req.Dim, d))
+		return
+	}
+	if _, ok := s.Dims[name]; !ok {
+		s.Dims[name] = req.Dim
+		s.Points[name] = map[string]searchv1.Point{}
+		s.Writes[name] = map[string]int{}
+	}
+	if _, ok := s.Aliases[req.Catalog]; req.MakeAlias && !ok {
+		s.Aliases[req.Catalog] = name
+	}
+	writeJSON(w, searchv1.CollectionInfo{Name: name, Catalog: req.Catalog, Model: req.Model, Dim: req.Dim, Count: int64(len(s.Points[name]))})
+}
+
+func (s *Search) collection(w http.ResponseWriter, catalog, model string, dim int) (string, bool) {
+	name := searchv1.CollectionName(catalog, model)
+	d, ok := s.Dims[name]
+	if !ok {
+		apierror.Write(w, apierror.New(404, apierror.CodeNotFound, "no collection %s", name))
+		return "", false
+	}
+	if dim != 0 && dim != d {
+		apierror.Write(w, apierror.BadRequest(apierror.CodeDimensionMismatch, "dim %d != %d", dim, d))
+		return "", false
+	}
+	return name, true
+}
+
+func (s *Search) upsert(w http.ResponseWriter, r *http.Request) {
+	var req searchv1.UpsertRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		apierror.Write(w, apierror.BadRequest(apierror.CodeBadRequest, "%v", err))
+		return
+	}
+	if s.Delay > 0 {
+		time.Sleep(s.Delay)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, ok := s.collection(w, r.PathValue("catalog"), req.Model, req.Dim)
+	if !ok {
+		return
+	}
+	for _, p := range req.Points {
+		if len(p.Vector) != s.Dims[name] || p.SKU == "" {
+			apierror.Write(w, apierror.BadRequest(apierror.CodeDimensionMismatch, "point %q has %d dims", p.SKU, len(p.Vector)))
+			return
+		}
+		if s.RejectSKU != "" && p.SKU == s.RejectSKU {
+			apierror.Write(w, apierror.BadRequest("rejected", "fake refuses %s", p.SKU))
+			return
+		}
+	}
+	for _, p := range req.Points {
+		s.Points[name][p.SKU] = p
+		s.Writes[name][p.SKU]++
+	}
+	s.Upserts.Add(1)
+	writeJSON(w, searchv1.UpsertResponse{Collection: name, Upserted: len(req.Points)})
+}
+
+func (s *Search) search(w http.ResponseWriter, r *http.Request) {
+	var req searchv1.SearchRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		apierror.Write(w, apierror.BadRequest(apierror.CodeBadRequest, "%v", err))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, ok := s.collection(w, r.PathValue("catalog"), req.Model, len(req.Vector))
+	if !ok {
+		return
+	}
+	var hits []searchv1.Hit
+	for sku, p := range s.Points[name] {
+		var dot float32
+		for i := range p.Vector {
+			dot += p.Vector[i] * req.Vector[i]
+		}
+		hits = append(hits, searchv1.Hit{SKU: sku, Score: dot})
+	}
+	// top-k by score (small n: selection is fine)
+	k := max(req.TopK, 1)
+	var out []searchv1.Hit
+	for len(out) < k && len(hits) > 0 {
+		best := 0
+		for i, h := range hits {
+			if h.Score > hits[best].Score || (h.Score == hits[best].Score && strings.Compare(h.SKU, hits[best].SKU) < 0) {
+				best = i
+			}
+		}
+		out = append(out, hits[best])
+		hits = append(hits[:best], hits[best+1:]...)
+	}
+	writeJSON(w, searchv1.SearchResponse{Collection: name, Model: req.Model, Results: out})
+}
+
+func (s *Search) count(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, ok := s.collection(w, r.PathValue("catalog"), r.URL.Query().Get(searchv1.ParamModel), 0)
+	if !ok {
+		return
+	}
+	writeJSON(w, searchv1.CountResponse{Collection: name, Count: int64(len(s.Points[name]))})
+}
