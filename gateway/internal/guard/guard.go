@@ -71,15 +71,19 @@ type RateConfig struct {
 	// PerSecond is the sustained rate and Burst the bucket size per client.
 	PerSecond float64
 	Burst     int
+	// ByKey counts requests that carry a bearer key against the key (put the
+	// limiter after authentication so only valid keys get their own bucket);
+	// otherwise every request counts against its client IP.
+	ByKey bool
 	// TrustForwarded takes the client IP from X-Forwarded-For (only behind
 	// a proxy that sets it); otherwise the connection's address is used.
 	TrustForwarded bool
 }
 
-// ClientID names the client a request counts against: a digest of its
-// bearer key when it sends one (never the key itself), else its IP.
-func ClientID(c echo.Context, trustForwarded bool) string {
-	if tok, ok := adminauth.Bearer(c.Request()); ok {
+// ClientID names the client a request counts against: with byKey, a digest
+// of its bearer key when it sends one (never the key itself); else its IP.
+func ClientID(c echo.Context, byKey, trustForwarded bool) string {
+	if tok, ok := adminauth.Bearer(c.Request()); ok && byKey {
 		d := sha256.Sum256([]byte(tok))
 		return "key:" + hex.EncodeToString(d[:8])
 	}
@@ -102,7 +106,7 @@ func RateLimit(cfg RateConfig) echo.MiddlewareFunc {
 	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
 		Store: store,
 		IdentifierExtractor: func(c echo.Context) (string, error) {
-			return ClientID(c, cfg.TrustForwarded), nil
+			return ClientID(c, cfg.ByKey, cfg.TrustForwarded), nil
 		},
 		DenyHandler: func(c echo.Context, _ string, _ error) error {
 			return apierror.New(http.StatusTooManyRequests, apierror.CodeRateLimited,

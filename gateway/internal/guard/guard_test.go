@@ -131,7 +131,7 @@ func TestQueueWaitAdmitsWhenASlotFrees(t *testing.T) {
 }
 
 func TestRateLimitPerClient(t *testing.T) {
-	e := serve(RateLimit(RateConfig{PerSecond: 0.001, Burst: 2}), func(ec echo.Context) error { return ec.NoContent(200) })
+	e := serve(RateLimit(RateConfig{PerSecond: 0.001, Burst: 2, ByKey: true}), func(ec echo.Context) error { return ec.NoContent(200) })
 	do := func(remote, auth string) int {
 		req := httptest.NewRequest(http.MethodGet, "/x", nil)
 		req.RemoteAddr = remote

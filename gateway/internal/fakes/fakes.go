@@ -1,0 +1,453 @@
+// Package fakes holds in-process stand-ins for preprocess, embed and search
+// that implement their v1 contracts, for the gateway's tests. They are small
+// but real: preprocess decodes the image and resamples it to the spec it is
+// sent, embed turns the tensor into a mean-centred L2-normalised vector (the
+// same image always gives the same vector, similar images similar ones), and
+// search ranks by cosine over what was upserted, with filters.
+package fakes
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/gif" // decoders for the fake preprocess
+	_ "image/jpeg"
+	_ "image/png"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
+)
+
+// ModelID is the fake embed's only model.
+const ModelID = "fake-v1"
+
+// Spec is the preprocessing the fake model publishes (deliberately not
+// ImageNet's, so a test can see the gateway passes the model's spec on).
+func Spec() preprocessv1.Spec {
+	return preprocessv1.Spec{Width: 16, Height: 16, ResizeMode: preprocessv1.ResizeSquash, Interpolation: "nearest",
+		Scale: 1.0 / 255, Mean: [3]float32{0.5, 0.5, 0.5}, Std: [3]float32{0.5, 0.5, 0.5},
+		ChannelOrder: "RGB", Layout: "NCHW", DType: "float32"}
+}
+
+// Ready is a switchable /readyz.
+type Ready struct{ notReady atomic.Bool }
+
+// Set makes /readyz answer 200 (true) or 503 (false).
+func (r *Ready) Set(ok bool) { r.notReady.Store(!ok) }
+
+func (r *Ready) handle(w http.ResponseWriter, _ *http.Request) {
+	if r.notReady.Load() {
+		apierror.Write(w, apierror.New(503, apierror.CodeNotReady, "not ready"))
+		return
+	}
+	w.WriteHeader(200)
+}
+
+// Preprocess is a fake preprocess service.
+type Preprocess struct {
+	Ready
+	Calls atomic.Int32
+	mu    sync.Mutex
+	specs []string
+}
+
+// Specs returns the spec headers received.
+func (p *Preprocess) Specs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.specs...)
+}
+
+// Handler serves the preprocess v1 routes.
+func (p *Preprocess) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", p.handle)
+	mux.HandleFunc("POST "+preprocessv1.RoutePreprocess, func(w http.ResponseWriter, r *http.Request) {
+		p.Calls.Add(1)
+		p.mu.Lock()
+		p.specs = append(p.specs, r.Header.Get(preprocessv1.HeaderSpec))
+		p.mu.Unlock()
+		spec := preprocessv1.ImageNet()
+		if h := r.Header.Get(preprocessv1.HeaderSpec); h != "" {
+			var err error
+			if spec, err = preprocessv1.DecodeSpec(h); err != nil {
+				apierror.Write(w, apierror.BadRequest("invalid_spec", "%v", err))
+				return
+			}
+		}
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 32<<20))
+		if len(body) == 0 {
+			apierror.Write(w, apierror.BadRequest("empty_image", "the body is empty"))
+			return
+		}
+		img, format, err := image.Decode(bytes.NewReader(body))
+		if err != nil {
+			if errors.Is(err, image.ErrFormat) {
+				apierror.Write(w, apierror.New(415, "unsupported_format", "not a supported image"))
+				return
+			}
+			apierror.Write(w, apierror.BadRequest("corrupt_image", "the image is corrupt or truncated"))
+			return
+		}
+		t := toTensor(img, spec)
+		b, err := tensorv1.Marshal(t)
+		if err != nil {
+			apierror.Write(w, apierror.New(500, apierror.CodeInternal, "%v", err))
+			return
+		}
+		facts, _ := json.Marshal(preprocessv1.Facts{Format: format, Width: img.Bounds().Dx(), Height: img.Bounds().Dy(), Orientation: 1, Bytes: len(body)})
+		w.Header().Set(preprocessv1.HeaderFacts, string(facts))
+		w.Header().Set("Content-Type", tensorv1.MediaType)
+		w.Write(b)
+	})
+	return mux
+}
+
+// toTensor squashes img to the spec size (nearest) and normalises it, NCHW.
+func toTensor(img image.Image, s preprocessv1.Spec) tensorv1.Tensor {
+	b := img.Bounds()
+	hw := s.Width * s.Height
+	data := make([]float32, 3*hw)
+	for y := range s.Height {
+		for x := range s.Width {
+			sx := b.Min.X + x*b.Dx()/s.Width
+			sy := b.Min.Y + y*b.Dy()/s.Height
+			r, g, bl, _ := img.At(sx, sy).RGBA()
+			for c, v := range [3]uint32{r >> 8, g >> 8, bl >> 8} {
+				data[c*hw+y*s.Width+x] = (float32(v)*s.Scale - s.Mean[c]) / s.Std[c]
+			}
+		}
+	}
+	return tensorv1.FromFloat32(s.Shape(1), data)
+}
+
+// Embed is a fake embed service.
+type Embed struct {
+	Ready
+	Calls atomic.Int32
+}
+
+// Model is the fake model's spec.
+func Model() embedv1.ModelSpec {
+	return embedv1.ModelSpec{ID: ModelID, Version: "1", Dim: 3 * 16 * 16, Normalization: "l2",
+		Preprocess: Spec(), Default: true, Provider: "cpu", Ready: true}
+}
+
+// Handler serves the embed v1 routes.
+func (e *Embed) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", e.handle)
+	mux.HandleFunc("GET "+embedv1.RouteModels, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, embedv1.ModelList{Models: []embedv1.ModelSpec{Model()}})
+	})
+	mux.HandleFunc("POST "+embedv1.RouteEmbed, func(w http.ResponseWriter, r *http.Request) {
+		e.Calls.Add(1)
+		if m := r.URL.Query().Get(embedv1.ParamModel); m != "" && m != ModelID {
+			apierror.Write(w, apierror.New(404, "unknown_model", "model %q is not loaded", m))
+			return
+		}
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+		t, err := tensorv1.Unmarshal(body)
+		if err != nil {
+			apierror.Write(w, apierror.BadRequest("bad_tensor", "%v", err))
+			return
+		}
+		want := Spec().Shape(t.Shape[0])
+		if fmt.Sprint(t.Shape[1:]) != fmt.Sprint(want[1:]) || t.DType != tensorv1.Float32 {
+			apierror.Write(w, apierror.BadRequest("shape_mismatch", "tensor %v, want %v", t.Shape, want))
+			return
+		}
+		flat, err := t.Float32s(nil)
+		if err != nil {
+			apierror.Write(w, apierror.BadRequest("bad_tensor", "%v", err))
+			return
+		}
+		dim := Model().Dim
+		rows := make([][]float32, t.Shape[0])
+		for i := range rows {
+			rows[i] = vectorOf(flat[i*dim : (i+1)*dim])
+		}
+		w.Header().Set(embedv1.HeaderModelID, ModelID)
+		w.Header().Set(embedv1.HeaderModelVersion, "1")
+		w.Header().Set(embedv1.HeaderDim, strconv.Itoa(dim))
+		w.Header().Set(embedv1.HeaderCount, strconv.Itoa(len(rows)))
+		w.Header().Set("Content-Type", embedv1.EmbeddingsMediaType)
+		w.Write(embedv1.MarshalVectors(rows))
+	})
+	return mux
+}
+
+// vectorOf mean-centres and L2-normalises x.
+func vectorOf(x []float32) []float32 {
+	var mean float64
+	for _, v := range x {
+		mean += float64(v)
+	}
+	mean /= float64(len(x))
+	out := make([]float32, len(x))
+	var n float64
+	for i, v := range x {
+		d := float64(v) - mean
+		out[i] = float32(d)
+		n += d * d
+	}
+	if n = math.Sqrt(n); n > 0 {
+		for i := range out {
+			out[i] = float32(float64(out[i]) / n)
+		}
+	}
+	return out
+}
+
+// Search is a fake search service holding points in memory.
+type Search struct {
+	Ready
+	mu      sync.Mutex
+	colls   map[string]map[string]searchv1.Point // collection -> sku -> point
+	dims    map[string]int
+	aliases map[string]string // alias -> collection
+	Calls   atomic.Int32
+}
+
+// NewSearch returns an empty fake search.
+func NewSearch() *Search {
+	return &Search{colls: map[string]map[string]searchv1.Point{}, dims: map[string]int{}, aliases: map[string]string{}}
+}
+
+// Count is the number of points in a collection.
+func (s *Search) Count(collection string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.colls[collection])
+}
+
+// Alias returns the collection an alias points at.
+func (s *Search) Alias(alias string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.aliases[alias]
+}
+
+// collection resolves catalog (an alias or catalog name) and model to a collection.
+func (s *Search) collection(catalog, model string) (string, *apierror.Error) {
+	if model == "" {
+		c, ok := s.aliases[catalog]
+		if !ok {
+			return "", apierror.New(404, apierror.CodeNotFound, "no alias %q", catalog)
+		}
+		return c, nil
+	}
+	c := searchv1.CollectionName(catalog, model)
+	if _, ok := s.colls[c]; !ok {
+		return "", apierror.New(404, apierror.CodeNotFound, "no collection %q", c)
+	}
+	return c, nil
+}
+
+// Handler serves the search v1 routes the gateway uses.
+func (s *Search) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", s.handle)
+	mux.HandleFunc("POST /v1/collections", func(w http.ResponseWriter, r *http.Request) {
+		var req searchv1.CreateCollectionRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		name := searchv1.CollectionName(req.Catalog, req.Model)
+		if d, ok := s.dims[name]; ok && d != req.Dim {
+			apierror.Write(w, apierror.New(409, apierror.CodeConflict, "dim %d != %d", req.Dim, d))
+			return
+		}
+		if s.colls[name] == nil {
+			s.colls[name] = map[string]searchv1.Point{}
+		}
+		s.dims[name] = req.Dim
+		if _, ok := s.aliases[req.Catalog]; !ok && req.MakeAlias {
+			s.aliases[req.Catalog] = name
+		}
+		writeJSON(w, searchv1.CollectionInfo{Name: name, Catalog: req.Catalog, Model: req.Model, Dim: req.Dim})
+	})
+	mux.HandleFunc("POST /v1/catalogs/{catalog}/points", func(w http.ResponseWriter, r *http.Request) {
+		s.Calls.Add(1)
+		var req searchv1.UpsertRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		name, e := s.collection(r.PathValue("catalog"), req.Model)
+		if e != nil {
+			apierror.Write(w, e)
+			return
+		}
+		for _, p := range req.Points {
+			if len(p.Vector) != s.dims[name] {
+				apierror.Write(w, apierror.BadRequest(apierror.CodeDimensionMismatch, "vector of %d", len(p.Vector)))
+				return
+			}
+			s.colls[name][p.SKU] = p
+		}
+		writeJSON(w, searchv1.UpsertResponse{Collection: name, Upserted: len(req.Points)})
+	})
+	mux.HandleFunc("GET /v1/catalogs/{catalog}/points/{sku}", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		name, e := s.collection(r.PathValue("catalog"), r.URL.Query().Get("model"))
+		if e != nil {
+			apierror.Write(w, e)
+			return
+		}
+		p, ok := s.colls[name][r.PathValue("sku")]
+		if !ok {
+			apierror.Write(w, apierror.New(404, apierror.CodeNotFound, "no product %q", r.PathValue("sku")))
+			return
+		}
+		writeJSON(w, p)
+	})
+	mux.HandleFunc("DELETE /v1/catalogs/{catalog}/points/{sku}", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		name, e := s.collection(r.PathValue("catalog"), r.URL.Query().Get("model"))
+		if e != nil {
+			apierror.Write(w, e)
+			return
+		}
+		delete(s.colls[name], r.PathValue("sku"))
+		writeJSON(w, map[string]any{})
+	})
+	mux.HandleFunc("POST /v1/catalogs/{catalog}/search", func(w http.ResponseWriter, r *http.Request) {
+		s.Calls.Add(1)
+		var req searchv1.SearchRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		name, e := s.collection(r.PathValue("catalog"), req.Model)
+		if e != nil {
+			apierror.Write(w, e)
+			return
+		}
+		if req.Model != "" && !strings.HasSuffix(name, "__"+req.Model) || len(req.Vector) != s.dims[name] {
+			apierror.Write(w, apierror.BadRequest(apierror.CodeModelMismatch, "query does not match %s", name))
+			return
+		}
+		writeJSON(w, searchv1.SearchResponse{Collection: name, Model: strings.SplitN(name, "__", 2)[1],
+			Results: s.rank(name, req.Vector, "", req.TopK, req.MinScore, req.Filter)})
+	})
+	mux.HandleFunc("POST /v1/catalogs/{catalog}/recommend", func(w http.ResponseWriter, r *http.Request) {
+		s.Calls.Add(1)
+		var req searchv1.RecommendRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		name, e := s.collection(r.PathValue("catalog"), req.Model)
+		if e != nil {
+			apierror.Write(w, e)
+			return
+		}
+		p, ok := s.colls[name][req.SKU]
+		if !ok {
+			apierror.Write(w, apierror.New(404, apierror.CodeNotFound, "no product %q", req.SKU))
+			return
+		}
+		writeJSON(w, searchv1.SearchResponse{Collection: name, Model: strings.SplitN(name, "__", 2)[1],
+			Results: s.rank(name, p.Vector, req.SKU, req.TopK, req.MinScore, req.Filter)})
+	})
+	return mux
+}
+
+func (s *Search) rank(coll string, q []float32, skip string, topK int, minScore *float32, f *searchv1.Filter) []searchv1.Hit {
+	if topK <= 0 {
+		topK = 10
+	}
+	hits := []searchv1.Hit{}
+	for sku, p := range s.colls[coll] {
+		if sku == skip || !matches(p.Payload, f) {
+			continue
+		}
+		var dot float32
+		for i := range q {
+			dot += q[i] * p.Vector[i]
+		}
+		if minScore != nil && dot < *minScore {
+			continue
+		}
+		hits = append(hits, searchv1.Hit{SKU: sku, Score: dot, Payload: p.Payload})
+	}
+	sort.Slice(hits, func(i, j int) bool {
+		if hits[i].Score != hits[j].Score {
+			return hits[i].Score > hits[j].Score
+		}
+		return hits[i].SKU < hits[j].SKU
+	})
+	if len(hits) > topK {
+		hits = hits[:topK]
+	}
+	return hits
+}
+
+func matches(p searchv1.Payload, f *searchv1.Filter) bool {
+	if f == nil {
+		return true
+	}
+	in := func(v any, set []string) bool {
+		if len(set) == 0 {
+			return true
+		}
+		s, _ := v.(string)
+		for _, x := range set {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	if !in(p["category"], f.Category) || !in(p["brand"], f.Brand) {
+		return false
+	}
+	price, hasPrice := p["price"].(float64)
+	if f.PriceMin != nil && (!hasPrice || price < *f.PriceMin) {
+		return false
+	}
+	if f.PriceMax != nil && (!hasPrice || price > *f.PriceMax) {
+		return false
+	}
+	if f.InStock != nil {
+		st, _ := p["in_stock"].(bool)
+		if st != *f.InStock {
+			return false
+		}
+	}
+	return true
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		apierror.Write(w, apierror.BadRequest(apierror.CodeBadRequest, "bad json: %v", err))
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}

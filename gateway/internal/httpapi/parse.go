@@ -1,0 +1,406 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/lookalike-dev/lookalike/gateway/internal/pipeline"
+	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+)
+
+// Codes of the gateway's own refusals.
+const (
+	CodeMissingImage    = "missing_image"
+	CodeMissingSKU      = "missing_sku"
+	CodeInvalidSKU      = "invalid_sku"
+	CodeInvalidMetadata = "invalid_metadata"
+	CodeInvalidJSON     = "invalid_json"
+	CodeBadMultipart    = "bad_multipart"
+	CodeAmbiguousQuery  = "ambiguous_query"
+)
+
+// MaxSKULen bounds a SKU.
+const MaxSKULen = 256
+
+// DefaultTopK is used when a query names none.
+const DefaultTopK = 10
+
+func invalid(format string, args ...any) *apierror.Error {
+	return apierror.BadRequest(apierror.CodeInvalidArgument, format, args...)
+}
+
+// checkSKU validates a SKU.
+func checkSKU(sku string) error {
+	if sku == "" {
+		return apierror.BadRequest(CodeMissingSKU, "a sku is required")
+	}
+	if len(sku) > MaxSKULen {
+		return apierror.BadRequest(CodeInvalidSKU, "sku is longer than %d bytes", MaxSKULen)
+	}
+	for _, r := range sku {
+		if unicode.IsControl(r) || r == '/' || r == unicode.ReplacementChar {
+			return apierror.BadRequest(CodeInvalidSKU, "sku contains a control character, slash or invalid utf-8")
+		}
+	}
+	return nil
+}
+
+// stringList accepts "a", "a,b" or ["a","b"].
+type stringList []string
+
+func (s *stringList) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '[' {
+		var l []string
+		if err := json.Unmarshal(b, &l); err != nil {
+			return err
+		}
+		*s = l
+		return nil
+	}
+	var one string
+	if err := json.Unmarshal(b, &one); err != nil {
+		return err
+	}
+	*s = splitList(one)
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// filters is the JSON form of the search filters.
+type filters struct {
+	Category stringList `json:"category,omitempty"`
+	Brand    stringList `json:"brand,omitempty"`
+	PriceMin *float64   `json:"price_min,omitempty"`
+	PriceMax *float64   `json:"price_max,omitempty"`
+	InStock  *bool      `json:"in_stock,omitempty"`
+}
+
+// searchRequest is the JSON body of POST /v1/search.
+type searchRequest struct {
+	ImageURL string   `json:"image_url,omitempty"`
+	SKU      string   `json:"sku,omitempty"`
+	TopK     *int     `json:"top_k,omitempty"`
+	MinScore *float32 `json:"min_score,omitempty"`
+	Model    string   `json:"model,omitempty"`
+	Filters  *filters `json:"filters,omitempty"`
+}
+
+// searchInput is a parsed search request.
+type searchInput struct {
+	Image    []byte
+	ImageURL string
+	SKU      string
+	Query    pipeline.Query
+}
+
+// applyValues reads the parameters from form or query values.
+func applyValues(v url.Values, r *searchRequest) error {
+	get := func(k string) string { return strings.TrimSpace(v.Get(k)) }
+	if s := get("image_url"); s != "" {
+		r.ImageURL = s
+	}
+	if s := get("sku"); s != "" {
+		r.SKU = s
+	}
+	if s := get("model"); s != "" {
+		r.Model = s
+	}
+	if s := get("top_k"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return invalid("top_k %q is not an integer", s)
+		}
+		r.TopK = &n
+	}
+	if s := get("min_score"); s != "" {
+		f, err := strconv.ParseFloat(s, 32)
+		if err != nil {
+			return invalid("min_score %q is not a number", s)
+		}
+		f32 := float32(f)
+		r.MinScore = &f32
+	}
+	f := r.Filters
+	if f == nil {
+		f = &filters{}
+	}
+	for _, k := range []string{"category", "brand"} {
+		var vals []string
+		for _, x := range v[k] {
+			vals = append(vals, splitList(x)...)
+		}
+		if len(vals) > 0 {
+			if k == "category" {
+				f.Category = vals
+			} else {
+				f.Brand = vals
+			}
+		}
+	}
+	for _, k := range []string{"price_min", "price_max"} {
+		if s := get(k); s != "" {
+			p, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return invalid("%s %q is not a number", k, s)
+			}
+			if k == "price_min" {
+				f.PriceMin = &p
+			} else {
+				f.PriceMax = &p
+			}
+		}
+	}
+	if s := get("in_stock"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return invalid("in_stock %q is not true or false", s)
+		}
+		f.InStock = &b
+	}
+	if f.Category != nil || f.Brand != nil || f.PriceMin != nil || f.PriceMax != nil || f.InStock != nil {
+		r.Filters = f
+	}
+	return nil
+}
+
+// toQuery validates the parameters.
+func (r searchRequest) toQuery() (pipeline.Query, error) {
+	q := pipeline.Query{Model: r.Model, TopK: DefaultTopK, MinScore: r.MinScore}
+	if r.TopK != nil {
+		if *r.TopK < 1 || *r.TopK > searchv1.MaxTopK {
+			return q, invalid("top_k must be between 1 and %d", searchv1.MaxTopK)
+		}
+		q.TopK = *r.TopK
+	}
+	if r.MinScore != nil && (math.IsNaN(float64(*r.MinScore)) || *r.MinScore < -1 || *r.MinScore > 1) {
+		return q, invalid("min_score must be between -1 and 1")
+	}
+	if r.Model != "" && !searchv1.ValidName(r.Model) {
+		return q, invalid("model %q is not a valid model id", r.Model)
+	}
+	if f := r.Filters; f != nil {
+		for _, p := range []*float64{f.PriceMin, f.PriceMax} {
+			if p != nil && (math.IsNaN(*p) || math.IsInf(*p, 0)) {
+				return q, invalid("prices must be finite numbers")
+			}
+		}
+		if f.PriceMin != nil && f.PriceMax != nil && *f.PriceMin > *f.PriceMax {
+			return q, invalid("price_min is above price_max")
+		}
+		q.Filter = &searchv1.Filter{Category: f.Category, Brand: f.Brand, PriceMin: f.PriceMin, PriceMax: f.PriceMax, InStock: f.InStock}
+	}
+	return q, nil
+}
+
+// readBody reads a limited request body, mapping the limit to a 413.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(limit)
+		}
+		return nil, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeBadRequest, "reading the request body failed")
+	}
+	return b, nil
+}
+
+func tooLarge(limit int64) *apierror.Error {
+	return apierror.New(http.StatusRequestEntityTooLarge, apierror.CodePayloadTooLarge, "request body is over the %d byte limit", limit)
+}
+
+// multipartForm parses a multipart body of at most limit bytes, in memory.
+func multipartForm(r *http.Request, limit int64) (*multipart.Form, error) {
+	_, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || params["boundary"] == "" {
+		return nil, apierror.BadRequest(CodeBadMultipart, "multipart body without a boundary")
+	}
+	body, err := readBody(r, limit)
+	if err != nil {
+		return nil, err
+	}
+	form, err := multipart.NewReader(bytes.NewReader(body), params["boundary"]).ReadForm(limit + 1<<20)
+	if err != nil {
+		return nil, apierror.Wrap(err, http.StatusBadRequest, CodeBadMultipart, "the multipart body does not parse")
+	}
+	return form, nil
+}
+
+// formFile returns the bytes of the first file in field, or nil.
+func formFile(form *multipart.Form, field string) ([]byte, error) {
+	fhs := form.File[field]
+	if len(fhs) == 0 {
+		return nil, nil
+	}
+	f, err := fhs[0].Open()
+	if err != nil {
+		return nil, fmt.Errorf("opening form file %s: %w", field, err)
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// mediaType is the request's Content-Type without parameters.
+func mediaType(r *http.Request) string {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return strings.ToLower(mt)
+}
+
+// parseSearch reads a search request in any of its forms: multipart with an
+// "image" file, JSON {"image_url"} or {"sku"}, or a raw image body; the
+// parameters come from the query string and the form or JSON body.
+func parseSearch(r *http.Request, limit int64) (searchInput, error) {
+	var req searchRequest
+	var in searchInput
+	if err := applyValues(r.URL.Query(), &req); err != nil {
+		return in, err
+	}
+	switch mt := mediaType(r); {
+	case mt == "multipart/form-data":
+		form, err := multipartForm(r, limit)
+		if err != nil {
+			return in, err
+		}
+		defer form.RemoveAll()
+		if err := applyValues(url.Values(form.Value), &req); err != nil {
+			return in, err
+		}
+		if in.Image, err = formFile(form, "image"); err != nil {
+			return in, err
+		}
+		if len(form.File["image"]) > 0 && len(in.Image) == 0 {
+			return in, apierror.BadRequest(CodeMissingImage, "the image part is empty")
+		}
+	case mt == "application/json":
+		b, err := readBody(r, 64<<10)
+		if err != nil {
+			return in, err
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		var body searchRequest
+		if err := dec.Decode(&body); err != nil {
+			return in, apierror.Wrap(err, http.StatusBadRequest, CodeInvalidJSON, "the JSON body does not parse: %v", err)
+		}
+		merge(&req, body)
+	case strings.HasPrefix(mt, "image/") || mt == "application/octet-stream":
+		b, err := readBody(r, limit)
+		if err != nil {
+			return in, err
+		}
+		in.Image = b
+	case mt == "" && r.ContentLength <= 0:
+	default:
+		return in, apierror.New(http.StatusUnsupportedMediaType, apierror.CodeUnsupportedMedia,
+			"send multipart/form-data with an image, JSON with image_url or sku, or an image body")
+	}
+	in.ImageURL, in.SKU = req.ImageURL, req.SKU
+	n := 0
+	for _, set := range []bool{len(in.Image) > 0, in.ImageURL != "", in.SKU != ""} {
+		if set {
+			n++
+		}
+	}
+	if n == 0 {
+		return in, apierror.BadRequest(CodeMissingImage, "send an image (multipart field \"image\"), an image_url or a sku")
+	}
+	if n > 1 {
+		return in, apierror.BadRequest(CodeAmbiguousQuery, "send only one of image, image_url and sku")
+	}
+	if in.SKU != "" {
+		if err := checkSKU(in.SKU); err != nil {
+			return in, err
+		}
+	}
+	q, err := req.toQuery()
+	in.Query = q
+	return in, err
+}
+
+// merge lays the JSON body over the query-string parameters.
+func merge(dst *searchRequest, src searchRequest) {
+	if src.ImageURL != "" {
+		dst.ImageURL = src.ImageURL
+	}
+	if src.SKU != "" {
+		dst.SKU = src.SKU
+	}
+	if src.TopK != nil {
+		dst.TopK = src.TopK
+	}
+	if src.MinScore != nil {
+		dst.MinScore = src.MinScore
+	}
+	if src.Model != "" {
+		dst.Model = src.Model
+	}
+	if src.Filters != nil {
+		dst.Filters = src.Filters
+	}
+}
+
+// parseMetadata reads a product's metadata JSON object ("" is {}).
+func parseMetadata(s string) (searchv1.Payload, error) {
+	p := searchv1.Payload{}
+	if strings.TrimSpace(s) == "" {
+		return p, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, apierror.Wrap(err, http.StatusBadRequest, CodeInvalidMetadata, "metadata is not valid JSON")
+	}
+	if dec.More() {
+		return nil, apierror.BadRequest(CodeInvalidMetadata, "metadata has trailing data after the JSON object")
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, apierror.BadRequest(CodeInvalidMetadata, "metadata must be a JSON object")
+	}
+	for k, val := range m {
+		if n, ok := val.(json.Number); ok {
+			f, err := n.Float64()
+			if err != nil {
+				return nil, apierror.BadRequest(CodeInvalidMetadata, "metadata field %q is not a usable number", k)
+			}
+			val = f
+		}
+		p[k] = val
+	}
+	return p, nil
+}
+
+// decodeStrict decodes one JSON value, refusing unknown fields and trailing data.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
