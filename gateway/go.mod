@@ -3,6 +3,7 @@ module github.com/lookalike-dev/lookalike/gateway
 go 1.26.0
 
 require (
+	github.com/ardanlabs/conf/v3 v3.10.0
 	github.com/labstack/echo/v4 v4.16.4
 	github.com/lookalike-dev/lookalike/shared v0.0.0
 	github.com/sony/gobreaker/v2 v2.4.0

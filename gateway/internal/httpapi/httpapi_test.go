@@ -243,7 +243,9 @@ func TestBadRequests(t *testing.T) {
 	img := pngOf(t, 1)
 	notImage := []byte("<!doctype html><html>hello</html>")
 	k := gatewaytest.AdminKey
-	mp := func(fields map[string]string, files map[string][]byte) ([]byte, string) { return form(t, fields, files) }
+	mp := func(fields map[string]string, files map[string][]byte) ([]byte, string) {
+		return form(t, fields, files)
+	}
 	type req struct {
 		method, path, ct string
 		body             []byte
