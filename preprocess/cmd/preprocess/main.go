@@ -82,10 +82,6 @@ func run(ctx context.Context, log *slog.Logger) error {
 			return fmt.Errorf("default spec: %w", err)
 		}
 	}
-	var bg [3]uint8
-	if n, err := fmt.Sscanf(cfg.Background, "#%02x%02x%02x", &bg[0], &bg[1], &bg[2]); err != nil || n != 3 {
-		return fmt.Errorf("background %q is not #rrggbb", cfg.Background)
-	}
 
 	// Telemetry.
 	info := buildinfo.Read("preprocess", commit)
@@ -101,7 +97,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	proc, err := preprocessor.New(preprocessor.Options{
 		Limits:      imagedecode.Limits{MaxBytes: cfg.MaxBytes, MaxPixels: cfg.MaxPixels},
-		DefaultSpec: spec, Background: bg, Concurrency: cfg.Concurrency,
+		DefaultSpec: spec, Background: cfg.Background, Concurrency: cfg.Concurrency,
 		DecodeRatio: cfg.DecodeRatio, HQDecodeRatio: cfg.HQDecodeRatio, FastIDCT: cfg.FastIDCT,
 	}, metrics)
 	if err != nil {

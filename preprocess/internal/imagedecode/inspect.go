@@ -106,6 +106,11 @@ func Inspect(data []byte, lim Limits) (cfg Config, err error) {
 	case GIF:
 		ic, err = gif.DecodeConfig(bytes.NewReader(data))
 	case WebP:
+		// x/image/webp decodes some truncated files without an error; the
+		// RIFF header says how long the file must be.
+		if n := int64(binary.LittleEndian.Uint32(data[4:])); n+8 > int64(len(data)) {
+			return Config{}, fmt.Errorf("%w: webp: RIFF declares %d bytes, have %d (truncated)", ErrCorrupt, n+8, len(data))
+		}
 		ic, err = webp.DecodeConfig(bytes.NewReader(data))
 	}
 	if err != nil {

@@ -29,8 +29,9 @@ type Options struct {
 	Limits imagedecode.Limits
 	// DefaultSpec applies when a request names none.
 	DefaultSpec preprocessv1.Spec
-	// Background is used when the spec names none (white by default).
-	Background [3]uint8
+	// Background is the "#rrggbb" alpha is composited on when the spec
+	// names none ("" means white).
+	Background string
 	// Concurrency bounds the images processed at once across all requests
 	// (the CPU budget); 0 means GOMAXPROCS.
 	Concurrency int
@@ -50,6 +51,7 @@ type Options struct {
 // Processor is safe for concurrent use.
 type Processor struct {
 	opt     Options
+	bg      [3]uint8
 	sem     chan struct{}
 	pool    imagedecode.Pool
 	work    sync.Pool
@@ -83,7 +85,14 @@ func New(opt Options, m *Metrics) (*Processor, error) {
 	if m == nil {
 		m = NopMetrics()
 	}
-	p := &Processor{opt: opt, sem: make(chan struct{}, opt.Concurrency), metrics: m}
+	bg := [3]uint8{255, 255, 255}
+	if opt.Background != "" {
+		var ok bool
+		if bg, ok = parseBackground(opt.Background); !ok {
+			return nil, fmt.Errorf("background %q is not #rrggbb", opt.Background)
+		}
+	}
+	p := &Processor{opt: opt, bg: bg, sem: make(chan struct{}, opt.Concurrency), metrics: m}
 	p.work.New = func() any { return new(work) }
 	return p, nil
 }
@@ -144,15 +153,12 @@ func (p *Processor) reject(ctx context.Context, e *apierror.Error) *apierror.Err
 	return e
 }
 
-func parseBackground(s string, def [3]uint8) [3]uint8 {
-	if s == "" {
-		return def
-	}
+func parseBackground(s string) ([3]uint8, bool) {
 	var r, g, b uint8
-	if n, err := fmt.Sscanf(s, "#%02x%02x%02x", &r, &g, &b); err != nil || n != 3 {
-		return def
+	if n, err := fmt.Sscanf(s, "#%02x%02x%02x", &r, &g, &b); err != nil || n != 3 || len(s) != 7 {
+		return [3]uint8{}, false
 	}
-	return [3]uint8{r, g, b}
+	return [3]uint8{r, g, b}, true
 }
 
 // highAccuracy reports whether the spec asks for the high-accuracy mode.
@@ -177,7 +183,10 @@ func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.
 	if highAccuracy(spec) {
 		ratio, fast = p.opt.HQDecodeRatio, false
 	}
-	bg := parseBackground(spec.Background, p.opt.Background)
+	bg := p.bg
+	if spec.Background != "" {
+		bg, _ = parseBackground(spec.Background) // Validate checked it
+	}
 
 	start := time.Now()
 	img, err := imagedecode.Decode(data, cfg, imagedecode.Options{
