@@ -463,6 +463,15 @@ func (c *checker) grace() {
 			}
 			env := c.effectiveEnv(p.ns, ctr)
 			drain, shutdown := DefaultDrain, DefaultShutdown
+			var haveDrain, haveShutdown bool
+			for k := range env {
+				haveDrain = haveDrain || strings.HasSuffix(k, "_DRAIN_DELAY")
+				haveShutdown = haveShutdown || strings.HasSuffix(k, "_SHUTDOWN_TIMEOUT")
+			}
+			if !haveDrain || !haveShutdown {
+				// service defaults differ (the gateway's shutdown bound is 20 s): say them explicitly
+				c.add(RuleGrace, p.key(), "set <SVC>_DRAIN_DELAY and <SVC>_SHUTDOWN_TIMEOUT explicitly so the grace period can be checked")
+			}
 			for k, v := range env {
 				d, err := time.ParseDuration(v)
 				switch {
