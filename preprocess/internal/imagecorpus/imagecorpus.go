@@ -116,7 +116,7 @@ func storedFor(disp *image.NRGBA, o int) *image.NRGBA {
 // ExifTIFF is a minimal big-endian TIFF block holding one Orientation tag.
 func ExifTIFF(o int) []byte {
 	b := []byte("MM\x00\x2a\x00\x00\x00\x08") // header, IFD0 at 8
-	b = binary.BigEndian.AppendUint16(b, 1)  // one entry
+	b = binary.BigEndian.AppendUint16(b, 1)   // one entry
 	b = binary.BigEndian.AppendUint16(b, 0x0112)
 	b = binary.BigEndian.AppendUint16(b, 3) // SHORT
 	b = binary.BigEndian.AppendUint32(b, 1)
