@@ -30,6 +30,10 @@ const (
 	HeaderModelVersion = "Lookalike-Model-Version"
 	HeaderDim          = "Lookalike-Embedding-Dim"
 	HeaderCount        = "Lookalike-Embedding-Count"
+	// HeaderTimeout (optional, on requests) is the caller's budget in
+	// milliseconds: work not started within it is dropped and the request
+	// answers 504 deadline_exceeded. The request's own cancellation always counts.
+	HeaderTimeout = "Lookalike-Timeout-Ms"
 )
 
 // EmbeddingsMediaType is N*Dim little-endian float32 values, row-major; the
@@ -54,6 +58,9 @@ type ModelSpec struct {
 	Provider string `json:"provider,omitempty"`
 	// Ready is true once the model has been warmed up.
 	Ready bool `json:"ready"`
+	// MaxBatch is the most images the model runs in one inference; callers
+	// batching on their side send at most this many per request (optional).
+	MaxBatch int `json:"max_batch,omitempty"`
 }
 
 // ModelList is the RouteModels response.
