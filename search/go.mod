@@ -3,6 +3,7 @@ module github.com/lookalike-dev/lookalike/search
 go 1.26.0
 
 require (
+	github.com/ardanlabs/conf/v3 v3.10.0
 	github.com/google/uuid v1.6.0
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/lookalike-dev/lookalike/shared v0.0.0

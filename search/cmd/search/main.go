@@ -1,0 +1,164 @@
+// Command search is the vector search service (contract
+// shared/contract/searchv1) over an embedded on-disk index or Qdrant.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ardanlabs/conf/v3"
+
+	"github.com/lookalike-dev/lookalike/shared/buildinfo"
+	"github.com/lookalike-dev/lookalike/shared/logging"
+	"github.com/lookalike-dev/lookalike/shared/server"
+	"github.com/lookalike-dev/lookalike/shared/telemetry"
+
+	"github.com/lookalike-dev/lookalike/search/internal/catalog"
+	"github.com/lookalike-dev/lookalike/search/internal/embedded"
+	"github.com/lookalike-dev/lookalike/search/internal/hnsw"
+	"github.com/lookalike-dev/lookalike/search/internal/httpapi"
+	"github.com/lookalike-dev/lookalike/search/internal/qdrantstore"
+	"github.com/lookalike-dev/lookalike/search/internal/store"
+)
+
+// commit is set at link time: -ldflags "-X main.commit=$(git rev-parse HEAD)".
+var commit string
+
+type config struct {
+	Addr            string        `conf:"default:127.0.0.1:8083,help:listen address"`
+	DebugAddr       string        `conf:"help:pprof listener address (off when empty; never expose it)"`
+	LogLevel        string        `conf:"default:info,help:debug info warn error"`
+	DrainDelay      time.Duration `conf:"default:5s,help:time NotReady before the listener closes on SIGTERM"`
+	ShutdownTimeout time.Duration `conf:"default:20s,help:graceful shutdown bound"`
+	MaxBodyBytes    int64         `conf:"default:67108864,help:most bytes of a request body (payload_too_large above)"`
+	Backend         string        `conf:"default:embedded,help:embedded or qdrant"`
+	DataDir         string        `conf:"default:./var/search,help:embedded backend: data directory (WAL + snapshots + HNSW graphs)"`
+	ExactThreshold  int           `conf:"default:10000,help:embedded backend: collections smaller than this are scanned exactly"`
+	HnswM           int           `conf:"default:16,help:embedded backend: HNSW links per node"`
+	HnswEfConstruct int           `conf:"default:200,help:embedded backend: HNSW build beam"`
+	HnswEf          int           `conf:"default:64,help:embedded backend: HNSW query beam (at least top_k+offset is used)"`
+	SnapshotBytes   int64         `conf:"default:67108864,help:embedded backend: WAL size that triggers a snapshot"`
+	Qdrant          struct {
+		Addr       string        `conf:"default:127.0.0.1:6334,help:Qdrant gRPC host:port"`
+		APIKey     string        `conf:"mask,help:Qdrant API key"`
+		TLS        bool          `conf:"default:false,help:use TLS to Qdrant"`
+		CAFile     string        `conf:"env:QDRANT_CA_FILE,help:PEM CA bundle for Qdrant TLS (system roots when empty)"`
+		ServerName string        `conf:"env:QDRANT_SERVER_NAME,help:TLS server name override"`
+		PoolSize   uint          `conf:"default:3,help:gRPC connections"`
+		Timeout    time.Duration `conf:"default:10s,help:per-call timeout"`
+		MaxRecvMB  int           `conf:"default:64,help:largest gRPC reply accepted in MiB (the gRPC default is 4)"`
+		BatchBytes int           `conf:"default:5000000,help:upsert batch size bound"`
+	}
+}
+
+func main() {
+	log := logging.New(os.Stdout, "search", slog.LevelInfo)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, log); err != nil {
+		log.Error("search stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger) error {
+	// Config.
+	var cfg config
+	help, err := conf.Parse("SEARCH", &cfg)
+	if err != nil {
+		if errors.Is(err, conf.ErrHelpWanted) {
+			fmt.Println(help)
+			return nil
+		}
+		return fmt.Errorf("parsing config: %w", err)
+	}
+	qdrantEnvFallback(&cfg)
+	log = logging.New(os.Stdout, "search", logging.ParseLevel(cfg.LogLevel))
+	if out, err := conf.String(&cfg); err == nil {
+		log.Info("config", "effective", out)
+	}
+
+	// Telemetry.
+	info := buildinfo.Read("search", commit)
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "search", Version: info.Version})
+	if err != nil {
+		return fmt.Errorf("setting up telemetry: %w", err)
+	}
+
+	// Dependencies.
+	st, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	// Server.
+	srv := server.New(server.Config{
+		Addr: cfg.Addr, DebugAddr: cfg.DebugAddr, DrainDelay: cfg.DrainDelay,
+		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBodyBytes,
+	}, log, tel, info)
+	httpapi.New(catalog.New(st)).Register(srv.Echo)
+
+	// Run: ready once the backend answers; the store closes (snapshots) last.
+	return srv.Run(ctx, st.Ping, func(context.Context) error { return st.Close() })
+}
+
+func openStore(cfg config, log *slog.Logger) (store.Store, error) {
+	switch cfg.Backend {
+	case "embedded":
+		log.Info("embedded backend", "data_dir", cfg.DataDir, "hnswlib", hnsw.Available)
+		st, err := embedded.Open(embedded.Options{
+			Dir: cfg.DataDir, ExactThreshold: cfg.ExactThreshold, SnapshotBytes: cfg.SnapshotBytes,
+			HNSW:   hnsw.Params{M: cfg.HnswM, EfConstruction: cfg.HnswEfConstruct, Ef: cfg.HnswEf},
+			Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening embedded store: %w", err)
+		}
+		return st, nil
+	case "qdrant":
+		q := cfg.Qdrant
+		var tlsCfg *tls.Config
+		if q.TLS && (q.CAFile != "" || q.ServerName != "") {
+			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: q.ServerName}
+			if q.CAFile != "" {
+				pem, err := os.ReadFile(q.CAFile)
+				if err != nil {
+					return nil, fmt.Errorf("reading QDRANT_CA_FILE: %w", err)
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(pem) {
+					return nil, fmt.Errorf("QDRANT_CA_FILE %s holds no PEM certificate", q.CAFile)
+				}
+				tlsCfg.RootCAs = pool
+			}
+		}
+		st, err := qdrantstore.New(qdrantstore.Config{
+			Addr: q.Addr, APIKey: q.APIKey, TLS: q.TLS, TLSConfig: tlsCfg, PoolSize: q.PoolSize,
+			Timeout: q.Timeout, MaxRecvMsgSize: q.MaxRecvMB << 20, UpsertBatchBytes: q.BatchBytes,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("connecting to qdrant: %w", err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("SEARCH_BACKEND %q: want embedded or qdrant", cfg.Backend)
+}
+
+// qdrantEnvFallback reads QDRANT_ADDR and QDRANT_API_KEY, the names Qdrant's
+// own tooling uses, when the SEARCH_QDRANT_ ones are unset.
+func qdrantEnvFallback(cfg *config) {
+	if v := os.Getenv("QDRANT_ADDR"); v != "" && os.Getenv("SEARCH_QDRANT_ADDR") == "" {
+		cfg.Qdrant.Addr = v
+	}
+	if v := os.Getenv("QDRANT_API_KEY"); v != "" && os.Getenv("SEARCH_QDRANT_API_KEY") == "" {
+		cfg.Qdrant.APIKey = v
+	}
+}
