@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -106,7 +105,7 @@ func pkgDir(bin string) string {
 }
 
 // FreeAddr returns a loopback address with a free port.
-func FreeAddr(t testing.TB) string {
+func FreeAddr(t TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -230,6 +229,18 @@ func Tail(path string, n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
+// TB is the part of testing.TB the stack uses, so benchmarks and commands
+// can run a stack too.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+	Failed() bool
+}
+
 // Stack is the four services wired together.
 type Stack struct {
 	Env      Env
@@ -255,7 +266,7 @@ type Options struct {
 
 // New builds the binaries and prepares (but does not start) a stack with
 // fresh ports and a fresh data dir under t.TempDir().
-func New(t testing.TB, o Options) *Stack {
+func New(t TB, o Options) *Stack {
 	t.Helper()
 	env, err := LoadEnv()
 	if err != nil {
@@ -314,7 +325,7 @@ func New(t testing.TB, o Options) *Stack {
 }
 
 // Start starts every instance and waits until all are ready.
-func (s *Stack) Start(t testing.TB) {
+func (s *Stack) Start(t TB) {
 	t.Helper()
 	for _, n := range s.order {
 		if err := s.Procs[n].Start(); err != nil {

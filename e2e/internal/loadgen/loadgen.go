@@ -1,0 +1,81 @@
+// Package loadgen drives a closed-loop load at a fixed concurrency and
+// reports throughput and latency percentiles.
+package loadgen
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Result of one run.
+type Result struct {
+	Concurrency int     `json:"concurrency"`
+	Requests    int     `json:"requests"`
+	Errors      int     `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	Throughput  float64 `json:"throughput_rps"`
+	P50ms       float64 `json:"p50_ms"`
+	P95ms       float64 `json:"p95_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	FirstError  string  `json:"first_error,omitempty"`
+}
+
+// Run calls op from `concurrency` workers for d (and at most maxReq
+// requests when > 0). op gets a request index.
+func Run(ctx context.Context, concurrency int, d time.Duration, maxReq int, op func(ctx context.Context, i int) error) Result {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	first := ""
+	next := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if maxReq > 0 && i >= maxReq {
+					return
+				}
+				t0 := time.Now()
+				err := op(context.WithoutCancel(ctx), i)
+				el := time.Since(t0)
+				mu.Lock()
+				if err != nil {
+					errs++
+					if first == "" {
+						first = err.Error()
+					}
+				} else {
+					lat = append(lat, el)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	r := Result{Concurrency: concurrency, Requests: len(lat) + errs, Errors: errs, Seconds: secs, FirstError: first}
+	if secs > 0 {
+		r.Throughput = float64(len(lat)) / secs
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		i := min(int(p*float64(len(lat))), len(lat)-1)
+		return float64(lat[i].Microseconds()) / 1000
+	}
+	r.P50ms, r.P95ms, r.P99ms = pct(0.50), pct(0.95), pct(0.99)
+	return r
+}
