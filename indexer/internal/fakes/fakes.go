@@ -153,8 +153,8 @@ type Embed struct {
 	Dim    int
 	// Models served; the first is the default.
 	Models []string
-	// Latency is added to every embed call (to model a capacity).
-	Latency time.Duration
+	// latency is added to every embed call (to model a capacity).
+	latency atomic.Int64
 	Calls   atomic.Int64
 	Rows    atomic.Int64
 	mu      sync.Mutex
@@ -171,6 +171,9 @@ func NewEmbed(dim int, models ...string) *Embed {
 	e.Server = httptest.NewServer(mux)
 	return e
 }
+
+// SetLatency sets the time every embed call takes.
+func (e *Embed) SetLatency(d time.Duration) { e.latency.Store(int64(d)) }
 
 // URL is the base URL.
 func (e *Embed) URL() string { return e.Server.URL }
@@ -220,8 +223,8 @@ func (e *Embed) embed(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, apierror.BadRequest("bad_shape", "shape %v, want %v", t.Shape, want))
 		return
 	}
-	if e.Latency > 0 {
-		time.Sleep(e.Latency)
+	if d := time.Duration(e.latency.Load()); d > 0 {
+		time.Sleep(d)
 	}
 	fs, _ := t.Float32s(nil)
 	n := t.Shape[0]
@@ -305,6 +308,12 @@ func (s *Search) URL() string { return s.Server.URL }
 
 // Close stops the server.
 func (s *Search) Close() { s.Server.Close() }
+
+// Lock and Unlock guard direct reads of Points, Writes, Dims and Aliases.
+func (s *Search) Lock() { s.mu.Lock() }
+
+// Unlock releases Lock.
+func (s *Search) Unlock() { s.mu.Unlock() }
 
 // Count returns the points in a collection.
 func (s *Search) Count(collection string) int {

@@ -1,0 +1,156 @@
+// Command indexer bulk-indexes a product catalog into search, through the
+// preprocess, embed and search services (their v1 contracts only).
+//
+//	indexer [run] --catalog=PATH|URL [flags]   run one job (plain process or K8s Job)
+//	indexer serve [flags]                      admin API on :8084 (POST/GET/DELETE /v1/index/jobs)
+//
+// run prints a JSON summary as its last stdout line and exits 0 (completed),
+// 1 (failed: error ratio or a service down), 2 (refused: bad flags, a
+// checkpoint without --resume, a changed catalog) or 3 (canceled by a
+// signal; --resume continues).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ardanlabs/conf/v3"
+
+	"github.com/lookalike-dev/lookalike/shared/buildinfo"
+	"github.com/lookalike-dev/lookalike/shared/logging"
+	"github.com/lookalike-dev/lookalike/shared/telemetry"
+)
+
+// commit is set at link time: -ldflags "-X main.commit=$(git rev-parse HEAD)".
+var commit string
+
+// Exit codes of run.
+const (
+	exitOK       = 0
+	exitFailed   = 1
+	exitRefused  = 2
+	exitCanceled = 3
+)
+
+type config struct {
+	Args conf.Args
+
+	// Job (run mode).
+	Catalog     string `conf:"help:catalog file (.jsonl or .csv) or http(s) URL (run)"`
+	Format      string `conf:"help:jsonl or csv (default: from the catalog name)"`
+	Model       string `conf:"default:mobilenetv2-int8-v1,help:target model id (vector space)"`
+	ExtraModels string `conf:"help:comma-separated extra model ids written in the same pass (dual write, canary backfill)"`
+	CatalogName string `conf:"default:products,help:catalog name in search (collection <name>__<model>)"`
+	MakeAlias   bool   `conf:"default:true,help:point the catalog alias at the target collection when the alias does not exist yet"`
+	StateDir    string `conf:"default:./indexer-state,help:job folder (checkpoint.json, report.jsonl, summary.json) in run mode; root of job folders in serve mode"`
+	Resume      bool   `conf:"default:false,help:continue from the checkpoint in --state-dir (starts fresh when there is none)"`
+	Progress    bool   `conf:"default:false,help:live progress bar on stderr"`
+
+	// Services.
+	PreprocessURL string        `conf:"default:http://127.0.0.1:8081"`
+	EmbedURL      string        `conf:"default:http://127.0.0.1:8082"`
+	SearchURL     string        `conf:"default:http://127.0.0.1:8083"`
+	CallTimeout   time.Duration `conf:"default:60s,help:timeout of one service call"`
+
+	// Pipeline.
+	FetchWorkers      int           `conf:"default:8"`
+	PreprocessWorkers int           `conf:"default:2"`
+	PreprocessBatch   int           `conf:"default:8"`
+	EmbedBatch        int           `conf:"default:32"`
+	EmbedConcurrency  int           `conf:"default:2"`
+	UpsertBatch       int           `conf:"default:64"`
+	UpsertConcurrency int           `conf:"default:2"`
+	Linger            time.Duration `conf:"default:50ms,help:how long a partial batch waits for more items"`
+	CheckpointEvery   time.Duration `conf:"default:1s"`
+	Retries           int           `conf:"default:8,help:retries of a service call answering 5xx/429 or unreachable"`
+
+	// Fetching.
+	HostRate          float64       `conf:"default:20,help:image fetches per second per origin host"`
+	HostBurst         int           `conf:"default:4"`
+	MaxImageBytes     int64         `conf:"default:20971520"`
+	FetchTimeout      time.Duration `conf:"default:15s"`
+	AllowHosts        []string      `conf:"help:only fetch images from these hosts (semicolon-separated; empty: any public host)"`
+	FetchAllowPrivate bool          `conf:"default:false,help:allow private/loopback image hosts (tests only)"`
+	MaxCatalogBytes   int64         `conf:"default:1073741824,help:largest catalog download or upload"`
+
+	// Outcome.
+	MaxErrorRatio      float64 `conf:"default:0.2,help:fail the job when failed/finished items exceed this"`
+	SkipDuplicates     bool    `conf:"default:false,help:leave identical / near-duplicate images out of the index (always reported)"`
+	NearDuplicateScore float64 `conf:"default:0,help:report a product whose nearest other SKU scores at least this (0: off)"`
+	StopAfter          int     `conf:"default:0,help:cancel after this many items (testing)"`
+
+	// Serve mode and telemetry.
+	Addr        string `conf:"default:127.0.0.1:8084,help:admin API listen address (serve)"`
+	DebugAddr   string `conf:"help:pprof listener (serve; off when empty)"`
+	MetricsAddr string `conf:"help:serve /metrics on this address in run mode (off when empty)"`
+	AdminKey    string `conf:"env:LOOKALIKE_ADMIN_KEY,mask,help:Bearer key of the admin API (serve)"`
+	CatalogRoot string `conf:"help:folder catalog_path of an API job may name (serve; empty: paths refused)"`
+	LogLevel    string `conf:"default:info"`
+}
+
+func main() {
+	log := logging.New(os.Stderr, "indexer", slog.LevelInfo)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code, err := run(ctx, log)
+	if err != nil {
+		log.Error("indexer stopped", "err", err)
+	}
+	os.Exit(code)
+}
+
+func run(ctx context.Context, log *slog.Logger) (int, error) {
+	// Config. The mode is the first argument (flag parsing stops at the
+	// first non-flag, so it is taken off before the flags are parsed).
+	mode := ""
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		mode = os.Args[1]
+		os.Args = append(os.Args[:1:1], os.Args[2:]...)
+	}
+	var cfg config
+	help, err := conf.Parse("INDEXER", &cfg)
+	if err != nil {
+		if errors.Is(err, conf.ErrHelpWanted) {
+			fmt.Println(help)
+			return exitOK, nil
+		}
+		return exitRefused, fmt.Errorf("parsing config: %w", err)
+	}
+	log = logging.New(os.Stderr, "indexer", logging.ParseLevel(cfg.LogLevel))
+	if out, err := conf.String(&cfg); err == nil {
+		log.Debug("config", "effective", out)
+	}
+	if cfg.Args.Num(0) != "" {
+		return exitRefused, fmt.Errorf("unexpected arguments %q", []string(cfg.Args))
+	}
+
+	// Telemetry.
+	info := buildinfo.Read("indexer", commit)
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "indexer", Version: info.Version, Commit: commit})
+	if err != nil {
+		return exitRefused, fmt.Errorf("setting up telemetry: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+
+	switch strings.ToLower(mode) {
+	case "", "run":
+		return runJob(ctx, log, cfg, tel)
+	case "serve":
+		if err := serve(ctx, log, cfg, tel, info); err != nil {
+			return exitFailed, err
+		}
+		return exitOK, nil
+	}
+	return exitRefused, fmt.Errorf("unknown mode %q: use run or serve", mode)
+}
