@@ -24,20 +24,51 @@ import (
 	"github.com/lookalike-dev/lookalike/preprocess/internal/resample"
 )
 
+// Decoder picks the full-resolution decoder of the reference.
+type Decoder int
+
+// Decoders.
+const (
+	// GoDecoder uses the standard library decoders and image/draw (fully
+	// independent of the service's code).
+	GoDecoder Decoder = iota
+	// ServiceDecoder uses the service's decoder at full scale (libjpeg-turbo
+	// when linked in), so only the fast path's reduction is compared.
+	ServiceDecoder
+)
+
 // Oriented decodes data at full resolution, applies the EXIF orientation and
 // composites alpha on bg.
-func Oriented(data []byte, bg [3]uint8) (*image.NRGBA, imagedecode.Config, error) {
+func Oriented(data []byte, bg [3]uint8, dec Decoder) (*image.NRGBA, imagedecode.Config, error) {
 	cfg, err := imagedecode.Inspect(data, imagedecode.Limits{})
 	if err != nil {
 		return nil, cfg, err
 	}
-	img, _, err := image.Decode(bytes.NewReader(data))
-	if err != nil {
-		return nil, cfg, fmt.Errorf("decoding: %w", err)
+	var flat *image.NRGBA
+	if dec == ServiceDecoder {
+		m, err := imagedecode.Decode(data, cfg, imagedecode.Options{MinScale: 1, Background: bg}, nil)
+		if err != nil {
+			return nil, cfg, err
+		}
+		defer m.Release()
+		flat = image.NewNRGBA(image.Rect(0, 0, m.W, m.H))
+		var scratch []byte
+		for y := range m.H {
+			row := m.Row(y, 0, m.W, &scratch)
+			d := flat.Pix[y*flat.Stride:]
+			for x := range m.W {
+				d[4*x], d[4*x+1], d[4*x+2], d[4*x+3] = row[3*x], row[3*x+1], row[3*x+2], 255
+			}
+		}
+	} else {
+		img, _, err := image.Decode(bytes.NewReader(data))
+		if err != nil {
+			return nil, cfg, fmt.Errorf("decoding: %w", err)
+		}
+		flat = image.NewNRGBA(img.Bounds())
+		draw.Draw(flat, flat.Bounds(), image.NewUniform(color.NRGBA{bg[0], bg[1], bg[2], 255}), image.Point{}, draw.Src)
+		draw.Draw(flat, flat.Bounds(), img, img.Bounds().Min, draw.Over)
 	}
-	flat := image.NewNRGBA(img.Bounds())
-	draw.Draw(flat, flat.Bounds(), image.NewUniform(color.NRGBA{bg[0], bg[1], bg[2], 255}), image.Point{}, draw.Src)
-	draw.Draw(flat, flat.Bounds(), img, img.Bounds().Min, draw.Over)
 	var o *image.NRGBA
 	switch cfg.Orientation {
 	case 2:
@@ -64,7 +95,12 @@ func Oriented(data []byte, bg [3]uint8) (*image.NRGBA, imagedecode.Config, error
 // squash spec, with imaging's filter of the given name (Lanczos3 when the
 // name is "lanczos3").
 func Tensor(data []byte, spec preprocessv1.Spec, filter imaging.ResampleFilter) ([]float32, error) {
-	o, _, err := Oriented(data, [3]uint8{255, 255, 255})
+	return TensorWith(data, spec, filter, GoDecoder)
+}
+
+// TensorWith is Tensor with a choice of decoder.
+func TensorWith(data []byte, spec preprocessv1.Spec, filter imaging.ResampleFilter, dec Decoder) ([]float32, error) {
+	o, _, err := Oriented(data, [3]uint8{255, 255, 255}, dec)
 	if err != nil {
 		return nil, err
 	}
