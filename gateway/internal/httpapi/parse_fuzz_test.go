@@ -1,0 +1,71 @@
+package httpapi
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/lookalike-dev/lookalike/shared/apierror"
+)
+
+// FuzzParseSearch: whatever the JSON body and query string, parsing either
+// succeeds with a valid query or refuses with a 4xx apierror; it never panics.
+func FuzzParseSearch(f *testing.F) {
+	seeds := []struct{ q, body string }{
+		{"", `{"sku":"SKU-1"}`},
+		{"top_k=5&category=a,b", `{"image_url":"http://example.com/a.png"}`},
+		{"min_score=0.5", `{"sku":"x","filters":{"category":["a"],"price_min":1,"price_max":2,"in_stock":true}}`},
+		{"top_k=-1", `{"sku":"x","top_k":1001}`},
+		{"price_min=NaN", `{"sku":"x"}`},
+		{"", `{"sku":"a\u0000b"}`},
+		{"model=../x", `{}`},
+		{"", `[]`},
+		{"", `{"sku":"x"} trailing`},
+	}
+	for _, s := range seeds {
+		f.Add(s.q, []byte(s.body))
+	}
+	f.Fuzz(func(t *testing.T, q string, body []byte) {
+		if _, err := url.ParseQuery(q); err != nil {
+			return
+		}
+		r := httptest.NewRequest(http.MethodPost, "/v1/search", bytes.NewReader(body))
+		r.URL.RawQuery = q
+		r.Header.Set("Content-Type", "application/json")
+		in, err := parseSearch(r, 1<<20)
+		if err != nil {
+			e, ok := apierror.As(err)
+			if !ok || e.Status < 400 || e.Status > 499 {
+				t.Fatalf("refusal %v is not a 4xx apierror", err)
+			}
+			return
+		}
+		if in.Query.TopK < 1 || in.Query.TopK > 1000 {
+			t.Fatalf("accepted top_k %d", in.Query.TopK)
+		}
+		if (in.SKU == "") == (in.ImageURL == "") {
+			t.Fatalf("accepted sku %q with image_url %q", in.SKU, in.ImageURL)
+		}
+	})
+}
+
+// FuzzParseMetadata: metadata is a JSON object or a 4xx invalid_metadata.
+func FuzzParseMetadata(f *testing.F) {
+	for _, s := range []string{`{}`, `{"price":1.5,"in_stock":true}`, `{"a":{"b":[1,2]}}`, `[1]`, `{"x":1e999}`, `{`, `null`, `"s"`, `{} {}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := parseMetadata(s)
+		if err != nil {
+			if apierror.CodeOf(err) != CodeInvalidMetadata {
+				t.Fatalf("refusal %v has the wrong code", err)
+			}
+			return
+		}
+		if p == nil {
+			t.Fatal("nil payload without an error")
+		}
+	})
+}
