@@ -63,7 +63,7 @@ func apiError(err error) error {
 }
 
 func badName(what, name string) error {
-	return apierror.BadRequest(searchv1.CodeInvalidName, "%s %q must match [a-z0-9][a-z0-9._-]{0,62}", what, name)
+	return apierror.BadRequest(searchv1.CodeInvalidName, "%s %q must match [a-z0-9][a-z0-9._-]{0,62} without \"__\"", what, name)
 }
 
 func info(c store.Collection, backend string) searchv1.CollectionInfo {
@@ -73,10 +73,10 @@ func info(c store.Collection, backend string) searchv1.CollectionInfo {
 // CreateCollection creates (or confirms) a catalog's collection for a model
 // and, with MakeAlias, points the catalog alias at it when it has none.
 func (s *Service) CreateCollection(ctx context.Context, r searchv1.CreateCollectionRequest) (searchv1.CollectionInfo, error) {
-	if !searchv1.ValidName(r.Catalog) {
+	if !store.ValidPart(r.Catalog) {
 		return searchv1.CollectionInfo{}, badName("catalog", r.Catalog)
 	}
-	if !searchv1.ValidName(r.Model) {
+	if !store.ValidPart(r.Model) {
 		return searchv1.CollectionInfo{}, badName("model", r.Model)
 	}
 	if r.Dim <= 0 || r.Dim > searchv1.MaxDim {
@@ -133,7 +133,7 @@ func (s *Service) DropCollection(ctx context.Context, name string) error {
 // forQuery makes "the catalog exists, but not in this space" a
 // model_mismatch instead of not_found.
 func (s *Service) resolve(ctx context.Context, catalog, model string, forQuery bool) (store.Collection, error) {
-	if !searchv1.ValidName(catalog) {
+	if !store.ValidPart(catalog) {
 		return store.Collection{}, badName("catalog", catalog)
 	}
 	aliasTarget, aerr := s.store.Alias(ctx, catalog)
@@ -147,7 +147,7 @@ func (s *Service) resolve(ctx context.Context, catalog, model string, forQuery b
 		c, err := s.store.Collection(ctx, aliasTarget)
 		return c, apiError(err)
 	}
-	if !searchv1.ValidName(model) {
+	if !store.ValidPart(model) {
 		return store.Collection{}, badName("model", model)
 	}
 	names := []string{searchv1.CollectionName(catalog, model)}

@@ -180,10 +180,14 @@ func KindOf(err error) Kind {
 	return 0
 }
 
+// ValidPart checks a catalog or model name: a searchv1 name without "__",
+// so "catalog__model" splits one way only.
+func ValidPart(s string) bool { return searchv1.ValidName(s) && !strings.Contains(s, "__") }
+
 // SplitCollection splits "catalog__model" into its parts.
 func SplitCollection(name string) (catalog, model string, ok bool) {
 	catalog, model, ok = strings.Cut(name, "__")
-	if !ok || !searchv1.ValidName(catalog) || !searchv1.ValidName(model) {
+	if !ok || !ValidPart(catalog) || !ValidPart(model) {
 		return "", "", false
 	}
 	return catalog, model, true
