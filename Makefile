@@ -33,7 +33,7 @@ export LOOKALIKE_SHARED := $(SHARED)
 
 # Per-area targets (bench-*, setup-*, test-*-extra) live in mk/*.mk.
 -include mk/*.mk
-SETUP_TARGETS      := $(sort $(shell grep -ho '^setup-[a-z0-9-]*:' mk/*.mk 2>/dev/null | tr -d :))
+SETUP_TARGETS      := $(filter-out setup-k8s,$(sort $(shell grep -ho '^setup-[a-z0-9-]*:' mk/*.mk 2>/dev/null | tr -d :)))
 TEST_EXTRA_TARGETS := $(sort $(shell grep -ho '^test-[a-z0-9-]*-extra:' mk/*.mk 2>/dev/null | tr -d :))
 
 .PHONY: help
@@ -42,7 +42,7 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*?## "}{printf "  %-22s %s\n", $$1, $$2}'
 
 .PHONY: setup setup-ort setup-model
-setup: setup-ort setup-model $(SETUP_TARGETS) ## Fetch ONNX Runtime, check the model, install system packages
+setup: setup-ort setup-model $(SETUP_TARGETS) ## Fetch ONNX Runtime, check the model, install the Debian packages the fast paths need (when missing)
 	@echo "setup done: ORT $(ORT_LIB), models $(MODEL_DIR)"
 
 setup-ort: $(ORT_LIB) ## Fetch the ONNX Runtime CPU library (npm pack onnxruntime-node@$(ORT_VERSION))
@@ -67,7 +67,7 @@ build: ## Build the service binaries and the indexer into bin/
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./preprocess/cmd/preprocess ./embed/cmd/embed ./search/cmd/search ./gateway/cmd/gateway ./indexer/cmd/indexer
 
 .PHONY: test test-unit test-modules
-test: setup-ort setup-model test-unit test-modules $(TEST_EXTRA_TARGETS) ## Run every test (unit, end-to-end, per-module GOWORK=off + CGO_ENABLED=0, fuzz seeds)
+test: setup test-unit test-modules $(TEST_EXTRA_TARGETS) ## Run every test (unit, end-to-end, per-module GOWORK=off + CGO_ENABLED=0, fuzz seeds)
 	@echo "all tests passed"
 
 test-unit: ## go test ./... in every workspace module (includes the end-to-end tests)
@@ -89,7 +89,7 @@ $(STATICCHECK):
 	mv $(CACHE)/bin/staticcheck $@
 
 .PHONY: run
-run: setup-ort setup-model build ## Start the suite on 127.0.0.1:8080 with the demo catalog (Ctrl-C stops it)
+run: setup build ## Start the suite on 127.0.0.1:8080 with the demo catalog (Ctrl-C stops it)
 	@BIN=$(BIN) DATA_DIR=$(DATA_DIR) CATALOG='$(CATALOG)' MODEL_DIR=$(MODEL_DIR) ONNXRUNTIME_LIB=$(ORT_LIB) \
 	  GATEWAY_ADDR=$${GATEWAY_ADDR:-127.0.0.1:8080} ./hack/run.sh
 
