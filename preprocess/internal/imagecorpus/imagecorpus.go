@@ -267,6 +267,10 @@ func Generate() []Case {
 	_ = gif.EncodeAll(&gb, &gif.GIF{Image: []*image.Paletted{first, second}, Delay: []int{10, 10}})
 	anim := append([]byte{}, gb.Bytes()...)
 	ok("gif-animated-first-frame", "gif", anim, 1, w, h, "quad")
+	small := image.NewPaletted(image.Rect(10, 5, 40, 25), gpal)
+	gb.Reset()
+	_ = gif.EncodeAll(&gb, &gif.GIF{Image: []*image.Paletted{small}, Delay: []int{0}, Config: image.Config{ColorModel: gpal, Width: w, Height: h}})
+	ok("gif-first-frame-smaller-than-screen", "gif", append([]byte{}, gb.Bytes()...), 1, w, h, "")
 
 	// WebP (decoder only in Go: committed seeds).
 	ok("webp-lossy", "webp", seed("lossy.webp"), 1, 48, 32, "quad")

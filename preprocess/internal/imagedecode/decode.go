@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/draw"
 	"image/gif"
 	"image/jpeg"
 	"image/png"
@@ -126,6 +127,13 @@ func Decode(data []byte, cfg Config, opt Options, pool *Pool) (m *Image, err err
 		return nil, fmt.Errorf("%w: decoding %s: %v", ErrCorrupt, cfg.Format, err)
 	}
 	b := img.Bounds()
+	if cfg.Format == GIF && (b.Min != image.Point{} || b.Dx() != cfg.Width || b.Dy() != cfg.Height) && b.In(image.Rect(0, 0, cfg.Width, cfg.Height)) {
+		// A first frame smaller than the logical screen: the rest of the
+		// screen is transparent.
+		screen := image.NewNRGBA(image.Rect(0, 0, cfg.Width, cfg.Height))
+		draw.Draw(screen, b, img, b.Min, draw.Src)
+		img, b = screen, screen.Bounds()
+	}
 	if b.Dx() != cfg.Width || b.Dy() != cfg.Height {
 		return nil, fmt.Errorf("%w: %s header says %dx%d, pixels are %dx%d", ErrCorrupt, cfg.Format, cfg.Width, cfg.Height, b.Dx(), b.Dy())
 	}

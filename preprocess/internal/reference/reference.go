@@ -65,9 +65,11 @@ func Oriented(data []byte, bg [3]uint8, dec Decoder) (*image.NRGBA, imagedecode.
 		if err != nil {
 			return nil, cfg, fmt.Errorf("decoding: %w", err)
 		}
-		flat = image.NewNRGBA(img.Bounds())
+		// The stored size is the header's (a GIF's logical screen, which
+		// its first frame may only partly cover).
+		flat = image.NewNRGBA(image.Rect(0, 0, cfg.Width, cfg.Height))
 		draw.Draw(flat, flat.Bounds(), image.NewUniform(color.NRGBA{bg[0], bg[1], bg[2], 255}), image.Point{}, draw.Src)
-		draw.Draw(flat, flat.Bounds(), img, img.Bounds().Min, draw.Over)
+		draw.Draw(flat, img.Bounds(), img, img.Bounds().Min, draw.Over)
 	}
 	var o *image.NRGBA
 	switch cfg.Orientation {
