@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -81,6 +82,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return fmt.Errorf("parsing config: %w", err)
 	}
 	qdrantEnvFallback(&cfg)
+	if cfg.Backend != "embedded" && cfg.Backend != "qdrant" {
+		return fmt.Errorf("SEARCH_BACKEND %q: want embedded or qdrant", cfg.Backend)
+	}
 	log = logging.New(os.Stdout, "search", logging.ParseLevel(cfg.LogLevel))
 	if out, err := conf.String(&cfg); err == nil {
 		log.Info("config", "effective", out)
@@ -93,10 +97,22 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return fmt.Errorf("setting up telemetry: %w", err)
 	}
 
-	// Dependencies.
-	st, err := openStore(cfg, log)
-	if err != nil {
-		return err
+	// Dependencies: the store opens during warm-up (the embedded one
+	// recovers its snapshot and log, which takes a while when large), so
+	// /healthz answers meanwhile and calls get 503 until it is open.
+	st := store.NewLazy(cfg.Backend)
+	var openMu sync.Mutex
+	warmup := func(ctx context.Context) error {
+		openMu.Lock()
+		defer openMu.Unlock()
+		if !st.Opened() {
+			opened, err := openStore(cfg, log)
+			if err != nil {
+				return err
+			}
+			st.Set(opened)
+		}
+		return st.Ping(ctx)
 	}
 
 	// Server.
@@ -106,8 +122,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}, log, tel, info)
 	httpapi.New(catalog.New(st)).Register(srv.Echo)
 
-	// Run: ready once the backend answers; the store closes (snapshots) last.
-	return srv.Run(ctx, st.Ping, func(context.Context) error { return st.Close() })
+	// Run: ready once the store is open and the backend answers; the store
+	// closes (the embedded one snapshots) after the server drained.
+	return srv.Run(ctx, warmup, func(context.Context) error {
+		openMu.Lock()
+		defer openMu.Unlock()
+		return st.Close()
+	})
 }
 
 func openStore(cfg config, log *slog.Logger) (store.Store, error) {

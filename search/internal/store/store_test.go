@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -77,5 +78,27 @@ func TestErrorKinds(t *testing.T) {
 	}
 	if KindOf(errors.New("plain")) != 0 {
 		t.Fatal("plain errors have no kind")
+	}
+}
+
+func TestLazyIsUnavailableUntilSet(t *testing.T) {
+	l := NewLazy("test")
+	ctx := context.Background()
+	calls := []struct {
+		name string
+		do   func() error
+	}{
+		{"ping", func() error { return l.Ping(ctx) }},
+		{"search", func() error { _, err := l.Search(ctx, "c", Query{}); return err }},
+		{"upsert", func() error { return l.Upsert(ctx, "c", nil) }},
+		{"alias", func() error { _, err := l.Alias(ctx, "a"); return err }},
+	}
+	for _, c := range calls {
+		if KindOf(c.do()) != KindUnavailable {
+			t.Fatalf("%s before Set: want unavailable", c.name)
+		}
+	}
+	if l.Close() != nil || l.Opened() {
+		t.Fatal("closing an unset Lazy is a no-op")
 	}
 }
