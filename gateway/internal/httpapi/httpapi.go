@@ -19,6 +19,8 @@ import (
 	"github.com/lookalike-dev/lookalike/gateway/internal/productimage"
 	"github.com/lookalike-dev/lookalike/gateway/internal/web"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 	"github.com/lookalike-dev/lookalike/shared/safefetch"
 )
 
@@ -68,15 +70,32 @@ type Limits struct {
 	AdminRate guard.RateConfig
 }
 
+// Backend runs queries and product writes. *pipeline.Pipeline is one; the
+// canary router (several pipelines, one per embed deployment, with a
+// traffic split and dual writes) can be another.
+type Backend interface {
+	Models(ctx context.Context) ([]embedv1.ModelSpec, error)
+	SearchImage(ctx context.Context, image []byte, q pipeline.Query) (pipeline.Result, error)
+	MoreLikeThis(ctx context.Context, sku string, q pipeline.Query) (pipeline.Result, error)
+	IndexProduct(ctx context.Context, sku string, image []byte, payload searchv1.Payload, model string) (pipeline.Written, error)
+	UpdateMetadata(ctx context.Context, sku string, payload searchv1.Payload, model string) (pipeline.Written, error)
+	Delete(ctx context.Context, sku, model string) error
+	Get(ctx context.Context, sku, model string) (searchv1.Point, error)
+}
+
 // Deps are what the API serves with.
 type Deps struct {
-	Pipeline *pipeline.Pipeline
+	Pipeline Backend
 	Fetcher  *safefetch.Fetcher
 	Images   *productimage.Source
 	Keys     *adminauth.Keys
 	Chooser  ModelChooser
 	Limits   Limits
 	Log      *slog.Logger
+	// Mount, when set, adds more routes (e.g. the canary admin API) with
+	// the same guards: public routes get rate limit, shedding and the
+	// deadline; admin routes get the key check first.
+	Mount func(e *echo.Echo, public, admin []echo.MiddlewareFunc)
 }
 
 type api struct {
@@ -121,6 +140,9 @@ func Register(e *echo.Echo, d Deps) {
 		return c.Blob(http.StatusOK, "application/json", OpenAPI)
 	})
 	web.Register(e)
+	if d.Mount != nil {
+		d.Mount(e, public, admin)
+	}
 }
 
 // withDeadline gives the request its overall deadline.

@@ -625,3 +625,30 @@ func TestStalledDownstreamProbedOut(t *testing.T) {
 		t.Fatalf("probed-out instance answered in %s", el)
 	}
 }
+
+// TestImageURLSSRFRefusedByGateway: with the production fetch settings
+// (private addresses refused), image_url cannot reach internal hosts.
+func TestImageURLSSRFRefusedByGateway(t *testing.T) {
+	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("internal server reached: %s", r.URL)
+	}))
+	defer internal.Close()
+	port := internal.URL[strings.LastIndex(internal.URL, ":")+1:]
+	env := gatewaytest.Start(t, gatewaytest.Options{NoProbe: true, Config: func(c *service.Config) { c.Fetch.AllowPrivate = false }})
+	urls := []string{
+		internal.URL + "/x.png",
+		"http://localhost:" + port + "/x.png",
+		"http://2130706433:" + port + "/",
+		"http://[::1]:" + port + "/",
+		"http://[::ffff:127.0.0.1]:" + port + "/",
+		"http://169.254.169.254/latest/meta-data/",
+		"http://10.0.0.1/",
+		"gopher://127.0.0.1:" + port + "/",
+		"http://images.example@127.0.0.1:" + port + "/",
+	}
+	for _, u := range urls {
+		body, _ := json.Marshal(map[string]string{"image_url": u})
+		resp := env.Do(t, "POST", "/v1/search", "application/json", body, "")
+		wantStatus(t, resp, 400, "url_not_allowed")
+	}
+}
