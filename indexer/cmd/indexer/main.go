@@ -87,12 +87,14 @@ type config struct {
 	StopAfter          int     `conf:"default:0,help:cancel after this many items (testing)"`
 
 	// Serve mode and telemetry.
-	Addr        string `conf:"default:127.0.0.1:8084,help:admin API listen address (serve)"`
-	DebugAddr   string `conf:"help:pprof listener (serve; off when empty)"`
-	MetricsAddr string `conf:"help:serve /metrics on this address in run mode (off when empty)"`
-	AdminKey    string `conf:"env:LOOKALIKE_ADMIN_KEY,mask,help:Bearer key of the admin API (serve)"`
-	CatalogRoot string `conf:"help:folder catalog_path of an API job may name (serve; empty: paths refused)"`
-	LogLevel    string `conf:"default:info"`
+	Addr            string        `conf:"default:127.0.0.1:8084,help:admin API listen address (serve)"`
+	DebugAddr       string        `conf:"help:pprof listener (serve; off when empty)"`
+	DrainDelay      time.Duration `conf:"default:2s,help:time NotReady before the listener closes on SIGTERM (serve)"`
+	ShutdownTimeout time.Duration `conf:"default:20s,help:graceful shutdown bound (serve)"`
+	MetricsAddr     string        `conf:"help:serve /metrics on this address in run mode (off when empty)"`
+	AdminKey        string        `conf:"mask,help:Bearer key of the admin API (serve; env LOOKALIKE_ADMIN_KEY or INDEXER_ADMIN_KEY)"`
+	CatalogRoot     string        `conf:"help:folder catalog_path of an API job may name (serve; empty: paths refused)"`
+	LogLevel        string        `conf:"default:info"`
 }
 
 func main() {
@@ -122,6 +124,9 @@ func run(ctx context.Context, log *slog.Logger) (int, error) {
 			return exitOK, nil
 		}
 		return exitRefused, fmt.Errorf("parsing config: %w", err)
+	}
+	if cfg.AdminKey == "" {
+		cfg.AdminKey = os.Getenv("LOOKALIKE_ADMIN_KEY") // the suite-wide name
 	}
 	log = logging.New(os.Stderr, "indexer", logging.ParseLevel(cfg.LogLevel))
 	if out, err := conf.String(&cfg); err == nil {

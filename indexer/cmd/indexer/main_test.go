@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -255,4 +258,114 @@ func TestExitCodes(t *testing.T) {
 			t.Fatalf("checkpoint after SIGTERM: %+v %v", cp, err)
 		}
 	})
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// serve mode end to end: readiness, auth, a job through the API, metrics,
+// and a clean exit on SIGTERM.
+func TestServeMode(t *testing.T) {
+	s := newStack(t)
+	catDir := t.TempDir()
+	_, want, err := testcat.Write(catDir, testcat.Options{Good: 25, Bad: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	c := s.cmd("", t.TempDir(), "--addr="+addr, "--catalog-root="+catDir, "--drain-delay=0s")
+	c.Env = append(c.Env, "INDEXER_TEST_ARGS=serve "+strings.TrimPrefix(envArg(c.Env), "run "), "LOOKALIKE_ADMIN_KEY=k3y")
+	var errb bytes.Buffer
+	c.Stderr = &errb
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Process.Kill()
+	base := "http://" + addr
+	ready := false
+	for range 500 {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				ready = true
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !ready {
+		t.Fatalf("serve not ready: %s", errb.String())
+	}
+	call := func(method, path, body, key string) (int, []byte) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, _ := call("POST", "/v1/index/jobs", `{"catalog_path":"catalog.jsonl"}`, "wrong"); code != 401 {
+		t.Fatalf("wrong key: %d", code)
+	}
+	code, b := call("POST", "/v1/index/jobs", `{"catalog_path":"catalog.jsonl"}`, "k3y")
+	if code != 202 {
+		t.Fatalf("POST: %d %s", code, b)
+	}
+	var in struct {
+		ID     string     `json:"id"`
+		State  string     `json:"state"`
+		Counts job.Counts `json:"counts"`
+	}
+	json.Unmarshal(b, &in)
+	for range 1000 {
+		_, b = call("GET", "/v1/index/jobs/"+in.ID, "", "k3y")
+		json.Unmarshal(b, &in)
+		if in.State == job.StateCompleted || in.State == job.StateFailed {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if in.State != job.StateCompleted || in.Counts.Done != len(want.Indexed) || in.Counts.Failed != len(want.Failed) {
+		t.Fatalf("job: %s", b)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(mb), "lookalike_indexer_items_total") || !strings.Contains(string(mb), `status="failed"`) {
+		t.Errorf("metrics lack item counters:\n%s", mb)
+	}
+	c.Process.Signal(syscall.SIGTERM)
+	if err := c.Wait(); err != nil {
+		t.Fatalf("serve exit on SIGTERM: %v\n%s", err, lastLines(errb.String(), 5))
+	}
+}
+
+func envArg(env []string) string {
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "INDEXER_TEST_ARGS="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(l[max(0, len(l)-n):], "\n")
 }

@@ -29,7 +29,8 @@ func serve(ctx context.Context, log *slog.Logger, cfg config, tel *telemetry.Tel
 	if err != nil {
 		return err
 	}
-	srv := server.New(server.Config{Addr: cfg.Addr, DebugAddr: cfg.DebugAddr, BodyLimit: cfg.MaxCatalogBytes}, log, tel, info)
+	srv := server.New(server.Config{Addr: cfg.Addr, DebugAddr: cfg.DebugAddr, BodyLimit: cfg.MaxCatalogBytes,
+		DrainDelay: cfg.DrainDelay, ShutdownTimeout: cfg.ShutdownTimeout}, log, tel, info)
 	api := &admin.API{M: m, Key: cfg.AdminKey, CatalogRoot: cfg.CatalogRoot, MaxUpload: cfg.MaxCatalogBytes}
 	api.Register(srv.Echo)
 	warmup := func(context.Context) error { return m.Resume() }

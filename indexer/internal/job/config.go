@@ -59,6 +59,11 @@ type Config struct {
 	// references resolve against it and are fetched as URLs. The catalog
 	// bytes themselves are at Catalog (the caller downloads them first).
 	CatalogURL string
+	// ImageRoot, when set, is the folder relative image paths resolve in
+	// instead of the catalog's folder; NoLocalImages refuses local paths
+	// (an uploaded catalog has no folder of its own).
+	ImageRoot     string
+	NoLocalImages bool
 	// Format overrides the format detected from the file name.
 	Format string
 	// StateDir holds checkpoint.json, report.jsonl and summary.json.

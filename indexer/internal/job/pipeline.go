@@ -312,7 +312,14 @@ func (j *Job) newLoader(lim *hostLimiter) (*loader, error) {
 		ld.base = u
 		return ld, nil
 	}
-	root, err := os.OpenRoot(filepath.Dir(j.cfg.Catalog))
+	if j.cfg.NoLocalImages {
+		return ld, nil
+	}
+	dir := filepath.Dir(j.cfg.Catalog)
+	if j.cfg.ImageRoot != "" {
+		dir = j.cfg.ImageRoot
+	}
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening catalog folder: %w", err)
 	}
@@ -356,7 +363,7 @@ func (ld *loader) load(ctx context.Context, p catalog.Product) ([]byte, *Entry) 
 		return res.Body, nil
 	}
 	if ld.root == nil {
-		return nil, &Entry{Stage: "fetch", Code: CodeImagePath, Reason: "local image paths need a local catalog"}
+		return nil, &Entry{Stage: "fetch", Code: CodeImagePath, Reason: "local image paths are off for this job (use URLs)"}
 	}
 	f, err := ld.root.Open(filepath.FromSlash(ref))
 	switch {
