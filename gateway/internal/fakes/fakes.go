@@ -56,7 +56,8 @@ func (r *Ready) handle(w http.ResponseWriter, _ *http.Request) {
 	w.WriteHeader(200)
 }
 
-// Preprocess is a fake preprocess service.
+// Preprocess is a fake preprocess service. Its refusals use the real
+// service's statuses and codes: 415 unsupported_format, 422 corrupt_image.
 type Preprocess struct {
 	Ready
 	Calls atomic.Int32
@@ -99,7 +100,7 @@ func (p *Preprocess) Handler() http.Handler {
 				apierror.Write(w, apierror.New(415, "unsupported_format", "not a supported image"))
 				return
 			}
-			apierror.Write(w, apierror.BadRequest("corrupt_image", "the image is corrupt or truncated"))
+			apierror.Write(w, apierror.New(http.StatusUnprocessableEntity, "corrupt_image", "the image is corrupt or truncated"))
 			return
 		}
 		t := toTensor(img, spec)
