@@ -1,0 +1,170 @@
+// Command embed is the embedding service (contract shared/contract/embedv1):
+// ONNX models run by ONNX Runtime behind per-model dynamic batchers.
+// SIGHUP reloads the model specs without dropping in-flight work.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ardanlabs/conf/v3"
+
+	"github.com/lookalike-dev/lookalike/shared/buildinfo"
+	"github.com/lookalike-dev/lookalike/shared/logging"
+	"github.com/lookalike-dev/lookalike/shared/server"
+	"github.com/lookalike-dev/lookalike/shared/telemetry"
+
+	"github.com/lookalike-dev/lookalike/embed/internal/api"
+	"github.com/lookalike-dev/lookalike/embed/internal/modelspec"
+	"github.com/lookalike-dev/lookalike/embed/internal/ortsession"
+	"github.com/lookalike-dev/lookalike/embed/internal/registry"
+)
+
+// commit is set at link time: -ldflags "-X main.commit=$(git rev-parse HEAD)".
+var commit string
+
+type config struct {
+	Addr            string        `conf:"default:127.0.0.1:8082,help:listen address"`
+	DebugAddr       string        `conf:"help:pprof listener address (off when empty; never expose it)"`
+	LogLevel        string        `conf:"default:info,help:debug info warn error"`
+	DrainDelay      time.Duration `conf:"default:5s,help:time NotReady before the listener closes on SIGTERM"`
+	ShutdownTimeout time.Duration `conf:"default:20s,help:graceful shutdown bound"`
+	MaxBodyBytes    int64         `conf:"default:67108864,help:most bytes of a request body"`
+
+	ModelsDir    string   `conf:"default:embed/models,help:folder of model spec files (YAML or JSON)"`
+	Models       []string `conf:"help:model ids to load, comma separated (empty: every spec in the folder)"`
+	DefaultModel string   `conf:"default:mobilenetv2-int8-v1,help:model answering requests that name none"`
+	ModelDir     string   `conf:"default:../shared/models,help:where relative model paths in specs point (MODEL_DIR also works)"`
+
+	ORTLib           string `conf:"default:.cache/onnxruntime/libonnxruntime.so.1,help:ONNX Runtime shared library (ONNXRUNTIME_LIB also works)"`
+	Provider         string `conf:"default:auto,help:execution provider: auto (tensorrt then cuda then cpu) tensorrt cuda cpu"`
+	DeviceID         int    `conf:"default:0,help:GPU for cuda and tensorrt"`
+	IntraOpThreads   int    `conf:"default:0,help:ONNX Runtime threads within an operator (0: runtime default)"`
+	InterOpThreads   int    `conf:"default:0,help:ONNX Runtime threads across operators (0: runtime default)"`
+	TensorRTCacheDir string `conf:"help:TensorRT engine cache folder (off when empty)"`
+
+	MaxBatch         int           `conf:"default:32,help:most images per inference"`
+	MaxDelay         time.Duration `conf:"default:2ms,help:how long a batch waits to fill"`
+	QueueImages      int           `conf:"default:512,help:images waiting per model before 429"`
+	Workers          int           `conf:"default:1,help:concurrent inferences per model"`
+	MaxRequestImages int           `conf:"default:64,help:most images in one request"`
+	RequestTimeout   time.Duration `conf:"default:30s,help:deadline of a request that sets no Lookalike-Timeout-Ms"`
+	WarmupFullBatch  bool          `conf:"default:true,help:also warm each model up with a full batch"`
+}
+
+func main() {
+	log := logging.New(os.Stdout, "embed", slog.LevelInfo)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, log); err != nil {
+		log.Error("embed stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger) error {
+	// Config.
+	var cfg config
+	help, err := conf.Parse("EMBED", &cfg)
+	if err != nil {
+		if errors.Is(err, conf.ErrHelpWanted) {
+			fmt.Println(help)
+			return nil
+		}
+		return fmt.Errorf("parsing config: %w", err)
+	}
+	sharedEnvFallback(&cfg)
+	if err := ortsession.ValidateProvider(cfg.Provider); err != nil {
+		return fmt.Errorf("EMBED_PROVIDER: %w", err)
+	}
+	log = logging.New(os.Stdout, "embed", logging.ParseLevel(cfg.LogLevel))
+	if out, err := conf.String(&cfg); err == nil {
+		log.Info("config", "effective", out)
+	}
+
+	// Telemetry.
+	info := buildinfo.Read("embed", commit)
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "embed", Version: info.Version})
+	if err != nil {
+		return fmt.Errorf("setting up telemetry: %w", err)
+	}
+
+	// Dependencies: ONNX Runtime, and the registry that loads and warms up
+	// the models during the server's warm-up.
+	rt, err := ortsession.NewRuntime(cfg.ORTLib)
+	if err != nil {
+		return err
+	}
+	log.Info("onnx runtime loaded", "library", cfg.ORTLib, "version", rt.Version())
+	base := ortsession.SessionOptions{
+		Provider: cfg.Provider, DeviceID: cfg.DeviceID, IntraOpThreads: cfg.IntraOpThreads,
+		InterOpThreads: cfg.InterOpThreads, TensorRTCacheDir: cfg.TensorRTCacheDir, Log: log,
+	}
+	reg := registry.New(registry.Config{
+		SpecDir: cfg.ModelsDir, Models: cfg.Models, ModelDir: cfg.ModelDir, DefaultModel: cfg.DefaultModel,
+		Batching:        registry.Batching{MaxBatch: cfg.MaxBatch, MaxDelay: cfg.MaxDelay, QueueImages: cfg.QueueImages, Workers: cfg.Workers},
+		WarmupFullBatch: cfg.WarmupFullBatch,
+		NewEncoder: func(l modelspec.Loaded) (registry.Encoder, error) {
+			return rt.NewSession(l.ONNX, ortsession.OptionsFor(l, base))
+		},
+		Meter: tel.Meter("lookalike/embed"),
+		Log:   log,
+	})
+	go reloadOnHangup(ctx, reg, log)
+
+	// Server.
+	srv := server.New(server.Config{
+		Addr: cfg.Addr, DebugAddr: cfg.DebugAddr, DrainDelay: cfg.DrainDelay,
+		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBodyBytes,
+	}, log, tel, info)
+	api.New(reg, api.Config{MaxRequestImages: cfg.MaxRequestImages, RequestTimeout: cfg.RequestTimeout}).Register(srv.Echo)
+
+	// Run: ready once every model is loaded and warmed up; on shutdown the
+	// models finish their queues, then the runtime goes.
+	return srv.Run(ctx, reg.LoadDir, reg.Close, func(context.Context) error { return rt.Close() })
+}
+
+// reloadOnHangup reloads the model specs on SIGHUP: new and changed models
+// load and warm up before they serve; removed ones finish their work first.
+func reloadOnHangup(ctx context.Context, reg *registry.Registry, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := reg.LoadDir(ctx); err != nil {
+				log.ErrorContext(ctx, "model reload failed; the loaded models stay", "err", err)
+				continue
+			}
+			log.InfoContext(ctx, "models reloaded", "models", len(reg.List()))
+		}
+	}
+}
+
+// sharedEnvFallback reads the project-wide MODEL_DIR and ONNXRUNTIME_LIB
+// when neither the EMBED_ variable nor a flag changed the default.
+func sharedEnvFallback(cfg *config) {
+	for _, f := range []struct {
+		dst           *string
+		def, own, env string
+	}{
+		{&cfg.ModelDir, "../shared/models", "EMBED_MODEL_DIR", "MODEL_DIR"},
+		{&cfg.ORTLib, ".cache/onnxruntime/libonnxruntime.so.1", "EMBED_ORT_LIB", "ONNXRUNTIME_LIB"},
+	} {
+		if _, set := os.LookupEnv(f.own); set || *f.dst != f.def {
+			continue
+		}
+		if v := os.Getenv(f.env); v != "" {
+			*f.dst = v
+		}
+	}
+}
