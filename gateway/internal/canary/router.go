@@ -61,10 +61,13 @@ type Router struct {
 	metrics  *Metrics
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	state   State
-	fetched time.Time
-	loaded  bool
+	mu         sync.Mutex
+	state      State
+	loaded     bool      // state holds a successful read
+	readStart  time.Time // when the read behind state started
+	fetched    time.Time // when the last read (even a failed one) ended
+	lastErr    error     // of the last read
+	refreshing bool
 
 	shadowSlots chan struct{}
 	shadows     sync.WaitGroup
@@ -107,30 +110,64 @@ func New(cfg Config, backends []Backend, spaces Spaces, m *Metrics, log *slog.Lo
 // Config returns the router's configuration.
 func (r *Router) Config() Config { return r.cfg }
 
-// State returns the rollout state, from cache unless fresh. When search
-// cannot be asked, the last known state is returned with the error.
+// State returns the rollout state. With fresh it reads search's aliases
+// now. Otherwise it answers from the cache: within StateTTL as is; after
+// that the stale state is served while one background read refreshes it,
+// so a query never waits on the aliases once they have been read. A failed
+// read is remembered for StateTTL too (no retry storm against a sick
+// search); until a first read succeeds the state is "no canary".
 func (r *Router) State(ctx context.Context, fresh bool) (State, error) {
 	r.mu.Lock()
-	if r.loaded && !fresh && time.Since(r.fetched) < r.cfg.StateTTL {
+	switch {
+	case fresh:
+	case !r.fetched.IsZero() && time.Since(r.fetched) < r.cfg.StateTTL:
+		st, err := r.state, r.lastErr
+		r.mu.Unlock()
+		return st, err
+	case r.loaded:
 		st := r.state
+		if !r.refreshing {
+			r.refreshing = true
+			go func() {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_, _ = r.load(ctx)
+				r.mu.Lock()
+				r.refreshing = false
+				r.mu.Unlock()
+			}()
+		}
 		r.mu.Unlock()
 		return st, nil
 	}
 	r.mu.Unlock()
+	return r.load(ctx)
+}
+
+// load reads the aliases and caches the state. A read that started before
+// the cached one (a slow background refresh overtaken by a transition)
+// does not overwrite it.
+func (r *Router) load(ctx context.Context) (State, error) {
+	started := time.Now()
 	aliases, err := r.spaces.Aliases(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.fetched = time.Now()
 	if err != nil {
+		r.lastErr = err
 		if r.loaded {
 			return r.state, err
 		}
 		return State{Catalog: r.cfg.Catalog, Phase: PhaseNone}, err
 	}
 	st := StateFromAliases(r.cfg.Catalog, aliases)
+	if started.Before(r.readStart) {
+		return st, nil
+	}
 	if r.loaded && (st.Phase != r.state.Phase || st.Stable != r.state.Stable || st.Canary != r.state.Canary) {
 		r.log.InfoContext(ctx, "canary state changed", "phase", st.Phase, "stable", st.Stable, "canary", st.Canary)
 	}
-	r.state, r.fetched, r.loaded = st, time.Now(), true
+	r.state, r.readStart, r.loaded, r.lastErr = st, started, true, nil
 	return st, nil
 }
 
@@ -197,6 +234,11 @@ type Query struct {
 func (r *Router) Search(ctx context.Context, req *http.Request, q Query) (pipeline.Result, Decision, error) {
 	st, _ := r.State(ctx, false) // search down: no canary known, the query fails or not on its own
 	d, err := Decide(st, r.cfg.Share, ClientKey(req, r.cfg.TrustForwarded), req.Header.Get(HeaderOverride), q.Model)
+	if apierror.CodeOf(err) == CodeModelNotLive {
+		if _, serr := r.spec(ctx, q.Model); serr != nil { // no embedder knows it at all
+			return pipeline.Result{}, d, apierror.BadRequest(pipeline.CodeUnknownModel, "model %q is not served", q.Model)
+		}
+	}
 	if err != nil {
 		return pipeline.Result{}, d, err
 	}

@@ -9,13 +9,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/lookalike-dev/lookalike/gateway/internal/pipeline"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 )
 
 func catalogSKUs(n int) []string {
@@ -171,6 +174,9 @@ func TestRolloutLifecycle(t *testing.T) {
 			}
 			if _, _, err := g.r.Search(ctx, query("x", ""), Query{Image: []byte("q"), Query: pipeline.Query{Model: modelA}}); apierror.CodeOf(err) != CodeModelNotLive {
 				t.Fatalf("query in the retired space: %v", err)
+			}
+			if _, _, err := g.r.Search(ctx, query("x", ""), Query{Image: []byte("q"), Query: pipeline.Query{Model: "resnet-v9"}}); apierror.CodeOf(err) != pipeline.CodeUnknownModel {
+				t.Fatalf("query for a model nobody serves: %v", err)
 			}
 		})
 	}
@@ -352,5 +358,91 @@ func TestAdminAPIAndCLI(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("bad body: %d", resp.StatusCode)
+	}
+}
+
+// countingSpaces counts alias reads and can fail them.
+type countingSpaces struct {
+	fakeSpaces
+	mu    sync.Mutex
+	reads int
+	fail  bool
+}
+
+func (c *countingSpaces) Aliases(ctx context.Context) ([]searchv1.AliasInfo, error) {
+	c.mu.Lock()
+	c.reads++
+	fail := c.fail
+	c.mu.Unlock()
+	if fail {
+		return nil, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "search down")
+	}
+	return c.fakeSpaces.Aliases(ctx)
+}
+
+func (c *countingSpaces) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads
+}
+
+func TestStateCaching(t *testing.T) {
+	w := newWorld()
+	w.seed(modelA, 1280, "a")
+	sp := &countingSpaces{fakeSpaces: fakeSpaces{w}, fail: true}
+	ttl := 150 * time.Millisecond
+	r, err := New(Config{StateTTL: ttl}, []Backend{&fakeBackend{w: w}}, sp, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Search down: "no canary", and the failure is remembered for the TTL.
+	if st, err := r.State(ctx, false); err == nil || st.Phase != PhaseNone || st.Stable != "" {
+		t.Fatalf("state with search down: %+v %v", st, err)
+	}
+	r.State(ctx, false)
+	if sp.count() != 1 {
+		t.Fatalf("%d reads within the TTL after a failure, want 1", sp.count())
+	}
+	sp.mu.Lock()
+	sp.fail = false
+	sp.mu.Unlock()
+	time.Sleep(ttl)
+	if st, err := r.State(ctx, false); err != nil || st.Stable != modelA || sp.count() != 2 {
+		t.Fatalf("first good read: %+v %v, %d reads", st, err, sp.count())
+	}
+	for range 10 {
+		r.State(ctx, false)
+	}
+	if sp.count() != 2 {
+		t.Fatalf("%d reads within the TTL, want 2", sp.count())
+	}
+	// Stale: served at once, refreshed in the background.
+	time.Sleep(ttl)
+	w.seed(modelB, 1000)
+	w.mu.Lock()
+	w.aliases["products-canary-backfill"] = collB
+	w.mu.Unlock()
+	if st, _ := r.State(ctx, false); st.Phase != PhaseNone {
+		t.Fatalf("stale state not served: %+v", st)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		r.mu.Lock()
+		done := !r.refreshing && r.state.Phase != PhaseNone
+		r.mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("background refresh did not happen")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Fresh always reads.
+	before := sp.count()
+	r.State(ctx, true)
+	if sp.count() != before+1 {
+		t.Fatal("a fresh read did not read")
 	}
 }
