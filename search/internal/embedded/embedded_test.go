@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"github.com/lookalike-dev/lookalike/search/internal/hnsw"
 	"testing"
 
 	"github.com/lookalike-dev/lookalike/search/internal/store"
@@ -26,6 +27,9 @@ func TestConformanceExactScan(t *testing.T) {
 
 // Threshold 1 sends every query through the HNSW graph (when compiled in).
 func TestConformanceGraph(t *testing.T) {
+	if !hnsw.Available {
+		t.Log("hnswlib not compiled in (CGO_ENABLED=0): this run checks the exact scan again")
+	}
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return openTemp(t, Options{ExactThreshold: 1, HNSW: graphParams})
 	})
