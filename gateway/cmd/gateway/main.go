@@ -121,6 +121,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			AdminRate: guard.RateConfig{PerSecond: cfg.AdminRate, Burst: cfg.AdminBurst, TrustForwarded: cfg.TrustForwarded},
 		},
 		Transport: tel.WrapTransport(telemetry.Transport()),
+		Meter:     tel.Meter("lookalike/gateway"),
 	}, log)
 	if err != nil {
 		return fmt.Errorf("assembling the gateway: %w", err)

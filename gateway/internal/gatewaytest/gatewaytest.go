@@ -94,6 +94,7 @@ func Start(t testing.TB, o Options) *Env {
 		CatalogDir: o.CatalogDir,
 		AdminKeys:  AdminKey,
 		Transport:  tel.WrapTransport(telemetry.Transport()),
+		Meter:      tel.Meter("lookalike/gateway"),
 		Limits:     httpapi.Limits{RequestTimeout: 5 * time.Second},
 	}
 	cfg.Fetch.AllowPrivate = true // test image URLs live on loopback

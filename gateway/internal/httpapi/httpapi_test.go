@@ -562,6 +562,27 @@ func TestBalancingSkipsNotReadyEmbed(t *testing.T) {
 	if spare.Calls.Load() != 0 || env.Embed.Calls.Load() != 8 {
 		t.Fatalf("not-ready embed got %d calls, ready one %d", spare.Calls.Load(), env.Embed.Calls.Load())
 	}
+	// The instance states and the per-route RED metrics are exported.
+	resp := env.Do(t, "GET", "/metrics", "", nil, "")
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(b)
+	for _, want := range []string{
+		`lookalike_gateway_upstream_ready{downstream="embed",instance="` + spareSrv.URL + `"`,
+		`lookalike_gateway_upstream_breaker_open{downstream="search"`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %s", want)
+		}
+	}
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, `lookalike_gateway_upstream_ready{downstream="embed",instance="`+spareSrv.URL+`"`) && !strings.HasSuffix(line, " 0") {
+			t.Fatalf("not-ready instance exported as %q", line)
+		}
+	}
+	if !strings.Contains(metrics, `route="/v1/search"`) {
+		t.Fatal("/metrics has no per-route series for /v1/search")
+	}
 }
 
 func TestProductImage(t *testing.T) {

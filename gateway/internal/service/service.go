@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/lookalike-dev/lookalike/gateway/internal/adminauth"
 	"github.com/lookalike-dev/lookalike/gateway/internal/httpapi"
@@ -61,6 +62,8 @@ type Config struct {
 	Transport http.RoundTripper
 	// Chooser picks the model per query (nil: as requested).
 	Chooser httpapi.ModelChooser
+	// Meter, when set, receives the upstream readiness and breaker gauges.
+	Meter metric.Meter
 }
 
 // Service is the assembled gateway.
@@ -120,6 +123,11 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		Search:     &searchv1.Client{BaseURL: srch.BaseURL(), HTTP: srch},
 		Catalog:    cfg.Catalog,
 		ModelsTTL:  cfg.ModelsTTL,
+	}
+	if cfg.Meter != nil {
+		if err := s.registerMetrics(cfg.Meter); err != nil {
+			return nil, err
+		}
 	}
 	fetcher := safefetch.New(cfg.Fetch)
 	images, err := productimage.New(cfg.CatalogDir, fetcher, cfg.Fetch.MaxBytes)
