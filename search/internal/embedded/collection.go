@@ -425,15 +425,14 @@ func (c *collection) search(ctx context.Context, q store.Query) ([]store.Hit, er
 }
 
 // graphSearch asks the graph for more candidates until need of them pass
-// keep; ok=false means give up and scan.
+// keep; ok=false means the scan answers better (too few matches reachable,
+// or so many candidates needed that scanning is cheaper).
 func (c *collection) graphSearch(q []float32, need int, keep func(int) bool) ([]flat.Result, bool, error) {
 	c.ixMu.RLock()
 	defer c.ixMu.RUnlock()
-	k := need + 8
-	for {
-		if k > c.nLive+len(c.skus)/2 {
-			return nil, false, nil
-		}
+	total := c.ix.Len()
+	k := min(need+8, total)
+	for k > 0 {
 		labels, _, err := c.ix.Search(q, k)
 		if err != nil {
 			return nil, false, err
@@ -449,11 +448,15 @@ func (c *collection) graphSearch(q []float32, need int, keep func(int) bool) ([]
 			// Exact rescoring keeps scores identical to the scan path.
 			t.Offer(s, flat.Dot(q, c.vector(s)))
 		}
-		if n >= need || len(labels) < k {
+		if n >= need {
 			return t.Sorted(), true, nil
 		}
-		k *= 4
+		if k >= total || (k*4 > total/2 && total > 4*c.opts.ExactThreshold) {
+			return nil, false, nil
+		}
+		k = min(k*4, total)
 	}
+	return nil, false, nil
 }
 
 func sortedNames[M ~map[string]V, V any](m M) []string {
