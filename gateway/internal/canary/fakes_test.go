@@ -266,3 +266,17 @@ func (b *fakeBackend) Delete(_ context.Context, sku, model string) error {
 	}
 	return nil
 }
+
+func (b *fakeBackend) Get(_ context.Context, sku, model string) (searchv1.Point, error) {
+	b.w.mu.Lock()
+	defer b.w.mu.Unlock()
+	name := b.w.aliases["products"]
+	if model != "" {
+		name = searchv1.CollectionName("products", model)
+	}
+	c := b.w.colls[name]
+	if c == nil || c.points[sku] == nil {
+		return searchv1.Point{}, apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no product %q", sku)
+	}
+	return searchv1.Point{SKU: sku, Payload: c.points[sku], Vector: make([]float32, c.dim)}, nil
+}

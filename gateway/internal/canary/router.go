@@ -27,6 +27,7 @@ type Backend interface {
 	IndexProduct(ctx context.Context, sku string, image []byte, payload searchv1.Payload, model string) (pipeline.Written, error)
 	UpdateMetadata(ctx context.Context, sku string, payload searchv1.Payload, model string) (pipeline.Written, error)
 	Delete(ctx context.Context, sku, model string) error
+	Get(ctx context.Context, sku, model string) (searchv1.Point, error)
 }
 
 // Config is the rollout configuration of one gateway replica.
@@ -232,20 +233,34 @@ type Query struct {
 // records the arm's metrics and, for a sampled stable query while a canary
 // is live, runs the same query on the canary in the background.
 func (r *Router) Search(ctx context.Context, req *http.Request, q Query) (pipeline.Result, Decision, error) {
-	st, _ := r.State(ctx, false) // search down: no canary known, the query fails or not on its own
-	d, err := Decide(st, r.cfg.Share, ClientKey(req, r.cfg.TrustForwarded), req.Header.Get(HeaderOverride), q.Model)
-	if apierror.CodeOf(err) == CodeModelNotLive {
-		if _, serr := r.spec(ctx, q.Model); serr != nil { // no embedder knows it at all
-			return pipeline.Result{}, d, apierror.BadRequest(pipeline.CodeUnknownModel, "model %q is not served", q.Model)
-		}
-	}
+	st, d, err := r.decide(ctx, req, q.Model)
 	if err != nil {
 		return pipeline.Result{}, d, err
 	}
+	res, err := r.answer(ctx, st, d, q)
+	return res, d, err
+}
+
+// decide picks the arm of a query from the cached rollout state. When the
+// aliases cannot be read the state is "no canary": the query then fails or
+// not on its own, exactly as without a rollout.
+func (r *Router) decide(ctx context.Context, req *http.Request, requested string) (State, Decision, error) {
+	st, _ := r.State(ctx, false)
+	d, err := Decide(st, r.cfg.Share, ClientKey(req, r.cfg.TrustForwarded), req.Header.Get(HeaderOverride), requested)
+	if apierror.CodeOf(err) == CodeModelNotLive {
+		if _, serr := r.spec(ctx, requested); serr != nil { // no embedder knows it at all
+			return st, d, apierror.BadRequest(pipeline.CodeUnknownModel, "model %q is not served", requested)
+		}
+	}
+	return st, d, err
+}
+
+// answer runs q on d's arm: its model's embedder and space.
+func (r *Router) answer(ctx context.Context, st State, d Decision, q Query) (pipeline.Result, error) {
 	b, err := r.backendFor(ctx, d.Model)
 	if err != nil {
 		r.metrics.Query(ctx, d.Model, d.Arm, 0, outcomeOf(err), -1)
-		return pipeline.Result{}, d, err
+		return pipeline.Result{}, err
 	}
 	q.Model = d.Model
 	start := time.Now()
@@ -258,7 +273,7 @@ func (r *Router) Search(ctx context.Context, req *http.Request, q Query) (pipeli
 	if err == nil && d.Arm == Stable && st.Phase == PhaseLive && d.Reason == "split" && r.rnd() < r.cfg.ShadowRate {
 		r.shadow(ctx, st, q, res)
 	}
-	return res, d, err
+	return res, err
 }
 
 func run(ctx context.Context, b Backend, q Query) (pipeline.Result, error) {
@@ -418,18 +433,26 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-// IndexProduct embeds and upserts a product into every live space.
-func (r *Router) IndexProduct(ctx context.Context, sku string, image []byte, payload searchv1.Payload, model string) (Written, error) {
+// IndexProductAll embeds and upserts a product into every live space and
+// says which spaces it reached.
+func (r *Router) IndexProductAll(ctx context.Context, sku string, image []byte, payload searchv1.Payload, model string) (Written, error) {
 	return r.write(ctx, model, "index", func(ctx context.Context, b Backend, m string) (pipeline.Written, error) {
 		return b.IndexProduct(ctx, sku, image, payload, m)
 	})
 }
 
+// IndexProduct embeds and upserts a product into every live space (the
+// gateway's product API calls it; see IndexProductAll).
+func (r *Router) IndexProduct(ctx context.Context, sku string, image []byte, payload searchv1.Payload, model string) (pipeline.Written, error) {
+	w, err := r.IndexProductAll(ctx, sku, image, payload, model)
+	return w.Written, err
+}
+
 // UpdateMetadata replaces a product's payload in every live space. A
 // product the backfill has not reached yet is not in the canary's space:
 // that is not an error (the backfill writes it).
-func (r *Router) UpdateMetadata(ctx context.Context, sku string, payload searchv1.Payload, model string) (Written, error) {
-	return r.write(ctx, model, "update", func(ctx context.Context, b Backend, m string) (pipeline.Written, error) {
+func (r *Router) UpdateMetadata(ctx context.Context, sku string, payload searchv1.Payload, model string) (pipeline.Written, error) {
+	w, err := r.write(ctx, model, "update", func(ctx context.Context, b Backend, m string) (pipeline.Written, error) {
 		w, err := b.UpdateMetadata(ctx, sku, payload, m)
 		if err != nil && model == "" && m != "" && apierror.CodeOf(err) == apierror.CodeNotFound {
 			if st, _ := r.State(ctx, false); st.Canary == m {
@@ -439,6 +462,7 @@ func (r *Router) UpdateMetadata(ctx context.Context, sku string, payload searchv
 		}
 		return w, err
 	})
+	return w.Written, err
 }
 
 // Delete removes a product from every live space.

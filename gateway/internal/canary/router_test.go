@@ -122,7 +122,7 @@ func TestRolloutLifecycle(t *testing.T) {
 			if rep, err = g.r.Start(ctx, modelB); err != nil || len(rep.Ops) != 0 {
 				t.Fatalf("start again: ops %v, %v", rep.Ops, err)
 			}
-			w, err := g.r.IndexProduct(ctx, "during", []byte("y"), nil, "")
+			w, err := g.r.IndexProductAll(ctx, "during", []byte("y"), nil, "")
 			if err != nil || !g.w.has(modelA, "during") || !g.w.has(modelB, "during") || len(w.Also) != 1 || w.Also[0].Model != modelB {
 				t.Fatalf("dual write: %+v %v", w, err)
 			}
@@ -444,5 +444,85 @@ func TestStateCaching(t *testing.T) {
 	r.State(ctx, true)
 	if sp.count() != before+1 {
 		t.Fatal("a fresh read did not read")
+	}
+}
+
+// TestSeams drives the router the way the gateway's API does: Choose, then
+// the Backend query, with the Mount middleware adding the headers.
+func TestSeams(t *testing.T) {
+	g := newRig(t, true, Config{Share: 0.1})
+	ctx := context.Background()
+	if _, err := g.r.Start(ctx, modelB); err != nil {
+		t.Fatal(err)
+	}
+	g.w.seed(modelB, 1000, catalogSKUs(30)...)
+	if _, err := g.r.Serve(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		if ae, ok := apierror.As(err); ok {
+			apierror.Write(c.Response(), ae)
+			return
+		}
+		e.DefaultHTTPErrorHandler(err, c)
+	}
+	g.r.Mount(e, nil, nil)
+	e.POST("/v1/search", func(c echo.Context) error {
+		q := pipeline.Query{Model: g.r.Choose(c.Request(), c.QueryParam("model"))}
+		var res pipeline.Result
+		var err error
+		if sku := c.QueryParam("sku"); sku != "" {
+			res, err = g.r.MoreLikeThis(c.Request().Context(), sku, q)
+		} else {
+			res, err = g.r.SearchImage(c.Request().Context(), []byte("img"), q)
+		}
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, res)
+	})
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	in, out := splitKeys(t)
+	tests := []struct {
+		name, client, override, query string
+		status                        int
+		arm, model                    string
+	}{
+		{"client in the share", in[3:], "", "", 200, "canary", modelB},
+		{"client outside the share", out[3:], "", "", 200, "stable", modelA},
+		{"more like this follows the split too", in[3:], "", "?sku=sku-01", 200, "canary", modelB},
+		{"override", out[3:], "canary", "", 200, "canary", modelB},
+		{"bad override", out[3:], "latest", "", 400, "", ""},
+		{"model that does not serve", out[3:], "", "?model=resnet-v9", 400, "", ""},
+		{"stable model by name", in[3:], "", "?model=" + modelA, 200, "stable", modelA},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/search"+tc.query, nil)
+			req.Header.Set(HeaderClientID, tc.client)
+			if tc.override != "" {
+				req.Header.Set(HeaderOverride, tc.override)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || resp.Header.Get(HeaderArm) != tc.arm || resp.Header.Get(HeaderModel) != tc.model {
+				t.Fatalf("%d arm %q model %q (%s), want %d %q %q", resp.StatusCode, resp.Header.Get(HeaderArm), resp.Header.Get(HeaderModel), b, tc.status, tc.arm, tc.model)
+			}
+		})
+	}
+	// Without the middleware (a caller that skips Choose) the model decides the arm.
+	res, err := g.r.SearchImage(ctx, []byte("x"), pipeline.Query{Model: modelB})
+	if err != nil || res.Model != modelB {
+		t.Fatalf("direct canary query: %+v %v", res, err)
+	}
+	models, err := g.r.Models(ctx)
+	if err != nil || len(models) != 2 || !models[0].Default || models[1].Default {
+		t.Fatalf("models of both deployments: %+v %v", models, err)
 	}
 }
