@@ -93,9 +93,13 @@ build_kwok() {
   # the stage manifests kwok needs live in the module zip
   local moddir; moddir="$("$GO" env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION"
   rm -rf "$dir_kwok/stage"; mkdir -p "$dir_kwok/stage"
-  for s in node/fast node/heartbeat pod/general; do
+  # Stage objects only (not the kustomization.yaml beside them); pod/fast makes pods Ready at once
+  for s in node/fast node/heartbeat pod/fast pod/general; do
     mkdir -p "$dir_kwok/stage/$s"
-    cp "$moddir/kustomize/stage/$s/"*.yaml "$dir_kwok/stage/$s/"
+    for f in "$moddir/kustomize/stage/$s/"*.yaml; do
+      [[ "$(basename "$f")" == kustomization.yaml ]] && continue
+      cp "$f" "$dir_kwok/stage/$s/"
+    done
     chmod -R u+w "$dir_kwok/stage/$s"
   done
   log "built kwok in $((SECONDS - t0)) s"

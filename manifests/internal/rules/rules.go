@@ -619,8 +619,25 @@ func (c *checker) networkPolicies() {
 	}
 }
 
-// vectorSpaces: a Service must not select pods of two model ids (two vector spaces) unless it says so.
+// vectorSpaces: a Service must not select pods of two model ids (two vector spaces) unless it says so, and
+// an embedder's model-id annotation must be the model its configuration serves.
 func (c *checker) vectorSpaces() {
+	for _, p := range c.pods {
+		if p.tpl.Labels["app.kubernetes.io/component"] != "embedder" {
+			continue
+		}
+		id := p.tpl.Annotations[ModelIDAnnotation]
+		if id == "" {
+			c.add(RuleVectorSpace, p.key(), "embedder pods without the %s annotation", ModelIDAnnotation)
+		}
+		for _, ctr := range p.tpl.Spec.Containers {
+			env := c.effectiveEnv(p.ns, ctr)
+			if env["EMBED_DEFAULT_MODEL"] != id || env["EMBED_MODELS"] != id {
+				c.add(RuleVectorSpace, p.key(), "annotated model %q but configured EMBED_MODELS=%q EMBED_DEFAULT_MODEL=%q",
+					id, env["EMBED_MODELS"], env["EMBED_DEFAULT_MODEL"])
+			}
+		}
+	}
 	for _, o := range c.objs {
 		s, ok := o.Typed.(*corev1.Service)
 		if !ok || len(s.Spec.Selector) == 0 {

@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -17,15 +18,36 @@ import (
 
 var externalSecrets = []string{"lookalike-admin-key", "qdrant-api-key"}
 
+var (
+	renderMu sync.Mutex
+	rendered = map[string][]render.Object{}
+)
+
+// renderVariant renders v once per test run and hands each caller fresh, independently mutable objects.
 func renderVariant(t *testing.T, v render.Variant) []render.Object {
 	t.Helper()
-	tree, err := render.LoadTree("../..")
-	if err != nil {
-		t.Fatal(err)
+	renderMu.Lock()
+	cached, ok := rendered[v.Name()]
+	if !ok {
+		tree, err := render.LoadTree("../..")
+		if err != nil {
+			renderMu.Unlock()
+			t.Fatal(err)
+		}
+		if cached, err = tree.Render(v); err != nil {
+			renderMu.Unlock()
+			t.Fatal(err)
+		}
+		rendered[v.Name()] = cached
 	}
-	objs, err := tree.Render(v)
-	if err != nil {
-		t.Fatal(err)
+	renderMu.Unlock()
+	var objs []render.Object
+	for _, o := range cached {
+		fresh, err := render.Decode(o.YAML)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, fresh)
 	}
 	if vs := rules.Check(objs, externalSecrets); len(vs) > 0 {
 		t.Fatalf("the unbroken variant must pass:\n%s", rules.Format(vs))
@@ -161,6 +183,10 @@ func TestRulesCatchBrokenManifests(t *testing.T) {
 			service(t, objs, "embed-canary").Spec.Selector["app.kubernetes.io/instance"] = "embed"
 			return objs
 		}, rules.RuleVectorSpace, "Service/lookalike-dev/embed-canary"},
+		{"canary pods annotated with the stable model", render.Variant{Overlay: "dev", Components: []string{"embed-canary"}}, func(t *testing.T, objs []render.Object) []render.Object {
+			deployment(t, objs, "embed-canary").Spec.Template.Annotations[rules.ModelIDAnnotation] = "mobilenetv2-int8-v1"
+			return objs
+		}, rules.RuleVectorSpace, "Deployment/lookalike-dev/embed-canary"},
 		{"gpu component listed before the canary", render.Variant{Overlay: "dev", Components: []string{"embed-canary", "gpu"}}, func(t *testing.T, objs []render.Object) []render.Object {
 			c := container(t, objs, "embed-canary")
 			delete(c.Resources.Limits, "nvidia.com/gpu")
