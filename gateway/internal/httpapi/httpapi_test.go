@@ -487,7 +487,7 @@ func stalled(t *testing.T) string {
 func TestStalledDownstreamOpensBreaker(t *testing.T) {
 	url := stalled(t)
 	env := gatewaytest.Start(t, gatewaytest.Options{NoProbe: true, Config: func(c *service.Config) {
-		c.Search = service.Hop{URLs: []string{url}, Timeout: 150 * time.Millisecond}
+		c.Search = service.Hop{URLs: []string{url}, Timeout: 400 * time.Millisecond}
 		c.Retries = -1
 		c.BreakerFailures = 2
 		c.BreakerOpen = time.Minute
@@ -496,14 +496,14 @@ func TestStalledDownstreamOpensBreaker(t *testing.T) {
 		start := time.Now()
 		resp := env.Do(t, "POST", "/v1/search", "application/json", []byte(`{"sku":"SKU-1"}`), "")
 		wantStatus(t, resp, 504, "deadline_exceeded")
-		if el := time.Since(start); el > time.Second {
-			t.Fatalf("request %d took %s with a 150ms hop timeout", i, el)
+		if el := time.Since(start); el < 350*time.Millisecond || el > 2*time.Second {
+			t.Fatalf("request %d took %s with a 400ms hop timeout", i, el)
 		}
 	}
 	start := time.Now()
 	resp := env.Do(t, "POST", "/v1/search", "application/json", []byte(`{"sku":"SKU-1"}`), "")
 	wantStatus(t, resp, 503, "unavailable")
-	if el := time.Since(start); el > 100*time.Millisecond {
+	if el := time.Since(start); el > 250*time.Millisecond {
 		t.Fatalf("open breaker answered in %s", el)
 	}
 }
@@ -511,7 +511,7 @@ func TestStalledDownstreamOpensBreaker(t *testing.T) {
 func TestLoadSheddingUnderConcurrency(t *testing.T) {
 	url := stalled(t)
 	env := gatewaytest.Start(t, gatewaytest.Options{NoProbe: true, Config: func(c *service.Config) {
-		c.Search = service.Hop{URLs: []string{url}, Timeout: 700 * time.Millisecond}
+		c.Search = service.Hop{URLs: []string{url}, Timeout: 2 * time.Second}
 		c.Retries = -1
 		c.BreakerFailures = 100
 		c.Limits.MaxInFlight = 3
@@ -642,8 +642,8 @@ func TestStalledDownstreamProbedOut(t *testing.T) {
 	start := time.Now()
 	resp := env.Do(t, "POST", "/v1/search", "application/json", []byte(`{"sku":"SKU-1"}`), "")
 	wantStatus(t, resp, 503, "unavailable")
-	if el := time.Since(start); el > 200*time.Millisecond {
-		t.Fatalf("probed-out instance answered in %s", el)
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("probed-out instance answered in %s (hop timeout 5s)", el)
 	}
 }
 
