@@ -281,7 +281,7 @@ func TestStalledDownstreamFailsFast(t *testing.T) {
 		}
 		mu.Unlock()
 	})
-	s := stack.New(t, stack.Options{Extra: map[string][]string{"gateway": {"EMBED_URLS=http://" + ln.Addr().String()}}})
+	s := stack.New(t, stack.Options{Extra: map[string][]string{"gateway": {"EMBED_URLS=http://" + ln.Addr().String(), "GATEWAY_EMBED_TIMEOUT=1s", "GATEWAY_REQUEST_TIMEOUT=5s"}}})
 	for _, n := range []string{"preprocess", "search", "gateway"} {
 		if err := s.Procs[n].Start(); err != nil {
 			t.Fatal(err)

@@ -142,6 +142,7 @@ func (p *Proc) Start() error {
 	}
 	cmd := exec.Command(filepath.Join(p.env.BinDir, p.Name), p.Args...)
 	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Dir = p.env.Repo // services resolve their default relative paths from the repo root
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -303,7 +304,11 @@ func New(t TB, o Options) *Stack {
 			case "gateway":
 				e = []string{"GATEWAY_ADDR=" + addr, "LOOKALIKE_ADMIN_KEY=" + s.AdminKey,
 					"PREPROCESS_URLS=" + strings.Join(urls["preprocess"], ","), "EMBED_URLS=" + strings.Join(urls["embed"], ","),
-					"SEARCH_URLS=" + strings.Join(urls["search"], ","), "CATALOG_DIR=" + filepath.Dir(env.CatalogJL)}
+					"SEARCH_URLS=" + strings.Join(urls["search"], ","), "CATALOG_DIR=" + filepath.Dir(env.CatalogJL),
+					// Test machines are small and busy (2 cores, parallel builds): generous
+					// hop timeouts, and no per-IP rate limit for the single test client.
+					"GATEWAY_PREPROCESS_TIMEOUT=20s", "GATEWAY_EMBED_TIMEOUT=20s", "GATEWAY_SEARCH_TIMEOUT=10s",
+					"GATEWAY_REQUEST_TIMEOUT=60s", "GATEWAY_RATE=0"}
 			}
 			e = append(append(append([]string{}, common...), e...), o.Extra[svc]...)
 			s.Procs[name] = &Proc{Name: svc, Addr: addr, Env: e, Log: filepath.Join(dir, name+".log"), env: &s.Env}
