@@ -117,14 +117,7 @@ func newSession(model []byte, o SessionOptions, provider string) (*Session, erro
 	if err != nil {
 		return nil, err
 	}
-	var dt ort.TensorElementDataType = ort.TensorElementDataTypeFloat
-	switch o.InputDType {
-	case "float16":
-		dt = ort.TensorElementDataTypeFloat16
-	case "uint8":
-		dt = ort.TensorElementDataTypeUint8
-	}
-	return &Session{s: s, opts: o, provider: provider, dtype: dt}, nil
+	return &Session{s: s, opts: o, provider: provider, dtype: dtypeOf(o.InputDType)}, nil
 }
 
 func appendCUDA(so *ort.SessionOptions, o SessionOptions) error {

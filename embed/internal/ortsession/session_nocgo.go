@@ -2,6 +2,8 @@
 
 package ortsession
 
+import "time"
+
 // Runtime is unavailable without cgo.
 type Runtime struct{}
 
@@ -31,3 +33,8 @@ func (s *Session) Run([]byte, int) ([]float32, int, error) { return nil, 0, ErrN
 
 // Close does nothing.
 func (s *Session) Close() error { return nil }
+
+// BareThroughput returns ErrNoCgo.
+func (r *Runtime) BareThroughput([]byte, SessionOptions, []byte, int, time.Duration) (float64, string, error) {
+	return 0, "", ErrNoCgo
+}

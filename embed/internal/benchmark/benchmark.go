@@ -1,0 +1,219 @@
+// Package benchmark measures the embed service against a bare ONNX Runtime
+// session in the same process: same model, same batch, same threads. The
+// service runs in process behind real HTTP (httptest) with the registry,
+// batcher and handlers the binary uses.
+package benchmark
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/lookalike-dev/lookalike/embed/internal/api"
+	"github.com/lookalike-dev/lookalike/embed/internal/batcher"
+	"github.com/lookalike-dev/lookalike/embed/internal/modelspec"
+	"github.com/lookalike-dev/lookalike/embed/internal/ortsession"
+	"github.com/lookalike-dev/lookalike/embed/internal/registry"
+	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
+	"github.com/lookalike-dev/lookalike/shared/server"
+)
+
+// Options of a benchmark run.
+type Options struct {
+	ORTLib    string
+	SpecDir   string
+	ModelDir  string
+	Model     string
+	Session   ortsession.SessionOptions // provider and threads
+	Batch     int                       // the batch compared (32)
+	Clients   int                       // concurrent single-image clients (32)
+	BareSizes []int                     // bare batch sizes to find the best (1, 8, 32)
+	Duration  time.Duration             // per measurement
+	Rounds    int                       // measurements alternate bare and service; the best of each is kept
+	MaxDelay  time.Duration
+	Out       io.Writer
+}
+
+// Report holds images per second.
+type Report struct {
+	Provider      string
+	Bare          map[int]float64
+	BestBare      float64
+	BestBareBatch int
+	ServiceBatch  float64 // requests of Batch images
+	ServiceSingle float64 // Clients concurrent single-image requests
+	SingleBatches float64 // mean images per inference in the single-image run
+}
+
+// RatioBatch is service/bare at Batch.
+func (r Report) RatioBatch(batch int) float64 { return r.ServiceBatch / r.Bare[batch] }
+
+// RatioSingle is the single-image service throughput over the best bare one.
+func (r Report) RatioSingle() float64 { return r.ServiceSingle / r.BestBare }
+
+// Run measures.
+func Run(ctx context.Context, o Options) (Report, error) {
+	rt, err := ortsession.NewRuntime(o.ORTLib)
+	if err != nil {
+		return Report{}, err
+	}
+	defer rt.Close()
+	specs, err := modelspec.ReadDir(o.SpecDir)
+	if err != nil {
+		return Report{}, err
+	}
+	var spec modelspec.Spec
+	for _, s := range specs {
+		if s.ID == o.Model {
+			spec = s
+		}
+	}
+	if spec.ID == "" {
+		return Report{}, fmt.Errorf("no spec for model %q in %s", o.Model, o.SpecDir)
+	}
+	l, err := modelspec.Load(spec, o.ModelDir)
+	if err != nil {
+		return Report{}, err
+	}
+	sopts := ortsession.OptionsFor(l, o.Session)
+	maxN := o.Batch
+	for _, b := range o.BareSizes {
+		maxN = max(maxN, b)
+	}
+	input := randomItems(maxN, spec.ItemBytes())
+	item := spec.ItemBytes()
+
+	rep := Report{Bare: map[int]float64{}}
+	sizes := append([]int(nil), o.BareSizes...)
+	if !contains(sizes, o.Batch) {
+		sizes = append(sizes, o.Batch)
+	}
+	reg := registry.New(registry.Config{
+		SpecDir: o.SpecDir, ModelDir: o.ModelDir, Models: []string{o.Model}, DefaultModel: o.Model, WarmupFullBatch: true,
+		Batching: registry.Batching{MaxBatch: o.Batch, MaxDelay: o.MaxDelay, QueueImages: 16 * o.Batch},
+		NewEncoder: func(l modelspec.Loaded) (registry.Encoder, error) {
+			return rt.NewSession(l.ONNX, ortsession.OptionsFor(l, o.Session))
+		},
+	})
+	if err := reg.LoadDir(ctx); err != nil {
+		return Report{}, err
+	}
+	defer reg.Close(context.Background())
+	e := echo.New()
+	e.HTTPErrorHandler = func(err error, c echo.Context) { apierror.Write(c.Response(), server.ToAPIError(err)) }
+	api.New(reg, api.Config{MaxRequestImages: o.Batch}).Register(e)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	client := &embedv1.Client{BaseURL: srv.URL}
+	m, release, err := reg.Acquire(o.Model)
+	if err != nil {
+		return Report{}, err
+	}
+	defer release()
+
+	batchT := tensorv1.Tensor{DType: spec.InputDType(), Shape: intShape(o.Batch, spec.Input.Shape), Data: input[:o.Batch*item]}
+	single := tensorv1.Tensor{DType: spec.InputDType(), Shape: intShape(1, spec.Input.Shape), Data: input[:item]}
+	for round := 1; round <= max(1, o.Rounds); round++ {
+		fmt.Fprintf(o.Out, "round %d\n", round)
+		for _, b := range sizes {
+			ips, provider, err := rt.BareThroughput(l.ONNX, sopts, input[:b*item], b, o.Duration)
+			if err != nil {
+				return Report{}, fmt.Errorf("bare batch %d: %w", b, err)
+			}
+			rep.Provider = provider
+			rep.Bare[b] = max(rep.Bare[b], ips)
+			if ips > rep.BestBare {
+				rep.BestBare, rep.BestBareBatch = ips, b
+			}
+			fmt.Fprintf(o.Out, "  bare onnxruntime_go    batch %3d: %8.1f images/s\n", b, ips)
+		}
+		// Batch requests: two clients keep the next batch queued while one runs.
+		ips, _, err := drive(ctx, client, batchT, 2, o.Duration, m.Batcher().Stats)
+		if err != nil {
+			return Report{}, fmt.Errorf("service batch %d: %w", o.Batch, err)
+		}
+		rep.ServiceBatch = max(rep.ServiceBatch, ips)
+		fmt.Fprintf(o.Out, "  service (HTTP)         batch %3d: %8.1f images/s (2 clients)\n", o.Batch, ips)
+		ips, mean, err := drive(ctx, client, single, o.Clients, o.Duration, m.Batcher().Stats)
+		if err != nil {
+			return Report{}, fmt.Errorf("service single images: %w", err)
+		}
+		if ips > rep.ServiceSingle {
+			rep.ServiceSingle, rep.SingleBatches = ips, mean
+		}
+		fmt.Fprintf(o.Out, "  service (HTTP) %3d clients x 1: %8.1f images/s (mean batch %.1f)\n", o.Clients, ips, mean)
+	}
+	return rep, nil
+}
+
+// drive runs clients sending t back to back for dur and returns images per
+// second and the mean images per inference over the run.
+func drive(ctx context.Context, client *embedv1.Client, t tensorv1.Tensor, clients int, dur time.Duration, stats func() batcher.Stats) (float64, float64, error) {
+	before := stats()
+	var images atomic.Int64
+	var firstErr error
+	var once sync.Once
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < dur && ctx.Err() == nil {
+				if _, err := client.Embed(ctx, t, ""); err != nil {
+					once.Do(func() { firstErr = err; cancel() })
+					return
+				}
+				images.Add(int64(t.Shape[0]))
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	after := stats()
+	mean := 0.0
+	if n := after.Inferences - before.Inferences; n > 0 {
+		mean = float64(after.Images-before.Images) / float64(n)
+	}
+	return float64(images.Load()) / took.Seconds(), mean, firstErr
+}
+
+func randomItems(n, itemBytes int) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, n*itemBytes)
+	// Small float32 values around 0 (ImageNet-normalised pixels): random
+	// mantissa bytes with a fixed sign/exponent byte.
+	for i := 0; i+3 < len(b); i += 4 {
+		b[i], b[i+1], b[i+2] = byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())
+		b[i+3] = 0x3f - byte(r.IntN(2))*0x80
+	}
+	return b
+}
+
+func intShape(n int, shape []int64) []int {
+	out := []int{n}
+	for _, d := range shape[1:] {
+		out = append(out, int(d))
+	}
+	return out
+}
+
+func contains(v []int, x int) bool {
+	for _, y := range v {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
