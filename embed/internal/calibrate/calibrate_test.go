@@ -82,7 +82,9 @@ func TestMeanErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(imgs, "a.png"), []byte("png"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	failing := func(context.Context, []byte) (tensorv1.Tensor, error) { return tensorv1.Tensor{}, errors.New("preprocess down") }
+	failing := func(context.Context, []byte) (tensorv1.Tensor, error) {
+		return tensorv1.Tensor{}, errors.New("preprocess down")
+	}
 	tests := []struct {
 		name    string
 		src     func() (Source, error)
