@@ -72,7 +72,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 		}
 		return fmt.Errorf("parsing config: %w", err)
 	}
-	log = logging.New(os.Stdout, "preprocess", logging.ParseLevel(cfg.LogLevel))
+	if lvl := logging.ParseLevel(cfg.LogLevel); lvl != slog.LevelInfo {
+		log.Info("switching log level", "level", lvl.String())
+		log = logging.New(os.Stdout, "preprocess", lvl)
+	}
 	if out, err := conf.String(&cfg); err == nil {
 		log.Info("config", "effective", out)
 	}
