@@ -78,6 +78,7 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger) error {
 	// Config.
+	log.Info("starting", "commit", commit)
 	var cfg config
 	help, err := conf.Parse("", &cfg)
 	if err != nil {
