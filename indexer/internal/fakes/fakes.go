@@ -299,6 +299,7 @@ func NewSearch() *Search {
 	mux.HandleFunc("POST /v1/catalogs/{catalog}/points", s.upsert)
 	mux.HandleFunc("POST /v1/catalogs/{catalog}/search", s.search)
 	mux.HandleFunc("GET /v1/catalogs/{catalog}/count", s.count)
+	mux.HandleFunc("POST /v1/catalogs/{catalog}/duplicates", s.duplicates)
 	s.Server = httptest.NewServer(mux)
 	return s
 }
@@ -453,4 +454,37 @@ func (s *Search) count(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, searchv1.CountResponse{Collection: name, Count: int64(len(s.Points[name]))})
+}
+
+func (s *Search) duplicates(w http.ResponseWriter, r *http.Request) {
+	var req searchv1.DuplicateRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		apierror.Write(w, apierror.BadRequest(apierror.CodeBadRequest, "%v", err))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name, ok := s.collection(w, r.PathValue("catalog"), req.Model, len(req.Vector))
+	if !ok {
+		return
+	}
+	min := req.MinScore
+	if min == 0 {
+		min = searchv1.DefaultDuplicateScore
+	}
+	res := searchv1.DuplicateResponse{Collection: name, Model: req.Model, MinScore: min}
+	for sku, p := range s.Points[name] {
+		if sku == req.ExcludeSKU {
+			continue
+		}
+		var dot float32
+		for i := range p.Vector {
+			dot += p.Vector[i] * req.Vector[i]
+		}
+		if dot >= min && (len(res.Matches) == 0 || dot > res.Matches[0].Score) {
+			res.Matches = []searchv1.Hit{{SKU: sku, Score: dot}}
+		}
+	}
+	res.Duplicate = len(res.Matches) > 0
+	writeJSON(w, res)
 }

@@ -576,7 +576,7 @@ func (j *Job) preprocess(ctx context.Context, l *lane, batch []*item, fatal func
 			it.mu.Lock()
 			it.phash = st.Facts.PHash
 			it.mu.Unlock()
-			if other := j.tr.registerPHash(st.Facts.PHash, it.p.SKU); other != "" {
+			if other := j.tr.registerPHash(st.Facts.PHash, it.p.SKU); other != "" && j.tr.markDuplicate(it.p.SKU, other) {
 				it.mu.Lock()
 				it.dupOf, it.dupKind = other, "phash"
 				it.mu.Unlock()
@@ -738,14 +738,15 @@ func (j *Job) upsertStage(ctx context.Context, l *lane, fatal func(error)) {
 	}
 }
 
-// nearDuplicate asks search for the nearest stored product; another SKU at
-// or above the threshold is a near duplicate. skip reports that the item
-// was finished as skipped.
+// nearDuplicate asks search (the duplicates route) whether another SKU in
+// the target space scores at least the threshold. skip reports that the
+// item was finished as skipped.
 func (j *Job) nearDuplicate(ctx context.Context, l *lane, r *row) (skip bool, err error) {
-	var res searchv1.SearchResponse
+	var res searchv1.DuplicateResponse
 	err = j.retry(ctx, func(ctx context.Context) error {
 		var err error
-		res, err = l.t.Search.Search(ctx, l.t.Catalog, searchv1.SearchRequest{Model: l.t.Model, Dim: l.dim, Vector: r.vec, TopK: 2})
+		res, err = l.t.Search.Duplicates(ctx, l.t.Catalog, searchv1.DuplicateRequest{Model: l.t.Model, Dim: l.dim, Vector: r.vec,
+			MinScore: j.cfg.NearDuplicateScore, ExcludeSKU: r.it.p.SKU, TopK: 1})
 		return err
 	})
 	if err != nil {
@@ -754,20 +755,27 @@ func (j *Job) nearDuplicate(ctx context.Context, l *lane, r *row) (skip bool, er
 		}
 		return false, err
 	}
-	for _, h := range res.Results {
-		if h.SKU == r.it.p.SKU || h.Score < j.cfg.NearDuplicateScore {
-			continue
-		}
-		r.it.mu.Lock()
-		if r.it.dupOf == "" {
-			r.it.dupOf, r.it.dupKind, r.it.dupScr = h.SKU, "near", h.Score
-		}
-		r.it.mu.Unlock()
-		if j.cfg.SkipDuplicates {
-			j.laneDone(r.it, nil, &Entry{Code: CodeNearDuplicate, Reason: fmt.Sprintf("near duplicate of SKU %s (score %.4f)", h.SKU, h.Score)})
-			return true, nil
-		}
-		break
+	if !res.Duplicate || len(res.Matches) == 0 {
+		return false, nil
+	}
+	h := res.Matches[0]
+	if h.SKU == r.it.p.SKU || h.Score < j.cfg.NearDuplicateScore {
+		return false, nil
+	}
+	r.it.mu.Lock()
+	flagged := r.it.dupOf != ""
+	r.it.mu.Unlock()
+	if !flagged && !j.tr.markDuplicate(r.it.p.SKU, h.SKU) {
+		return false, nil // h is already reported as a duplicate of this one
+	}
+	r.it.mu.Lock()
+	if r.it.dupOf == "" {
+		r.it.dupOf, r.it.dupKind, r.it.dupScr = h.SKU, "near", h.Score
+	}
+	r.it.mu.Unlock()
+	if j.cfg.SkipDuplicates {
+		j.laneDone(r.it, nil, &Entry{Code: CodeNearDuplicate, Reason: fmt.Sprintf("near duplicate of SKU %s (score %.4f)", h.SKU, h.Score)})
+		return true, nil
 	}
 	return false, nil
 }

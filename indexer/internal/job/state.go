@@ -182,6 +182,9 @@ type tracker struct {
 	counts   Counts
 	// phash -> SKU of finished items, for identical-image dedupe.
 	phashes map[string]string
+	// dups maps a SKU flagged as a duplicate (this run) to the SKU it
+	// duplicates, so two products are never flagged as each other's.
+	dups    map[string]string
 	onEntry func(Entry)
 
 	cpMu sync.Mutex
@@ -191,7 +194,7 @@ type tracker struct {
 // openTracker opens the report, truncated to the checkpoint's length when
 // resuming, and rebuilds the counts and hashes from it.
 func openTracker(dir string, cp *Checkpoint) (*tracker, error) {
-	t := &tracker{dir: dir, inFlight: map[int]bool{}, phashes: map[string]string{}}
+	t := &tracker{dir: dir, inFlight: map[int]bool{}, phashes: map[string]string{}, dups: map[string]string{}}
 	path := filepath.Join(dir, ReportFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -272,6 +275,18 @@ func (t *tracker) registerPHash(phash, sku string) string {
 	}
 	t.phashes[phash] = sku
 	return ""
+}
+
+// markDuplicate records that sku duplicates of, unless of was already
+// marked as a duplicate of sku; it reports whether it recorded it.
+func (t *tracker) markDuplicate(sku, of string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dups[of] == sku {
+		return false
+	}
+	t.dups[sku] = of
+	return true
 }
 
 func (t *tracker) snapshotCounts() Counts {
