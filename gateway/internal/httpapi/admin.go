@@ -156,6 +156,16 @@ func (a *api) updateProduct(c echo.Context) error {
 	var res pipeline.Written
 	switch {
 	case len(w.Image) > 0:
+		if !w.HasMeta {
+			// A new image alone keeps the stored metadata.
+			pt, gerr := a.Pipeline.Get(c.Request().Context(), w.SKU, w.Model)
+			if gerr != nil {
+				return gerr
+			}
+			for k, v := range pt.Payload {
+				w.Metadata[k] = v
+			}
+		}
 		res, err = a.Pipeline.IndexProduct(c.Request().Context(), w.SKU, w.Image, w.Metadata, w.Model)
 	case w.HasMeta:
 		res, err = a.Pipeline.UpdateMetadata(c.Request().Context(), w.SKU, w.Metadata, w.Model)

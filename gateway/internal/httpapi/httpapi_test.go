@@ -345,6 +345,17 @@ func TestAdminCRUD(t *testing.T) {
 	if r.Results[0].SKU != "SKU-2" || r.Results[0].Score < 0.999 {
 		t.Fatalf("search after image update: %+v", r.Results[0])
 	}
+	// An image alone keeps the metadata.
+	body, ct = form(t, nil, map[string][]byte{"image": pngOf(t, 11)})
+	wantStatus(t, env.Do(t, "PUT", "/v1/products/SKU-2", ct, body, k), 200, "")
+	p = decode[product](t, env.Do(t, "GET", "/v1/products/SKU-2", "", nil, k))
+	if p.Metadata["title"] != "Now looks like 9" {
+		t.Fatalf("image-only update lost the metadata: %+v", p)
+	}
+	r = decode[searchResp](t, env.Do(t, "POST", "/v1/search", "image/png", pngOf(t, 11), ""))
+	if r.Results[0].SKU != "SKU-2" || r.Results[0].Score < 0.999 {
+		t.Fatalf("search after image-only update: %+v", r.Results[0])
+	}
 	wantStatus(t, env.Do(t, "DELETE", "/v1/products/SKU-2", "", nil, k), 204, "")
 	wantStatus(t, env.Do(t, "GET", "/v1/products/SKU-2", "", nil, k), 404, "not_found")
 	wantStatus(t, env.Do(t, "DELETE", "/v1/products/SKU-2", "", nil, k), 204, "")
