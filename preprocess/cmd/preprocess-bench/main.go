@@ -59,6 +59,8 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "rounds (the median is reported)")
 	minRatio := flag.Float64("min-ratio", 0, "fail (exit 1) when the default mode's overall ratio is below this")
 	maxErr := flag.Float64("max-error", 0, "fail when the default mode's error is above this")
+	pureGo := flag.Bool("pure-go", true, "also measure the pure-Go pipeline (no libjpeg-turbo)")
+	fastIDCT := flag.Bool("fast-idct", false, "also measure the default mode with libjpeg-turbo's fast IDCT and upsampling")
 	flag.Parse()
 
 	imgs, err := load(*dir)
@@ -72,7 +74,12 @@ func run() error {
 	modes := []mode{
 		{name: "default (bilinear)", spec: preprocessv1.ImageNet()},
 		{name: "high-accuracy (lanczos3)", spec: hq},
-		{name: "pure Go (no turbojpeg)", spec: preprocessv1.ImageNet(), opt: preprocessor.Options{PureGo: true}},
+	}
+	if *fastIDCT {
+		modes = append(modes, mode{name: "default + fast IDCT", spec: preprocessv1.ImageNet(), opt: preprocessor.Options{FastIDCT: true}})
+	}
+	if *pureGo {
+		modes = append(modes, mode{name: "pure Go (no turbojpeg)", spec: preprocessv1.ImageNet(), opt: preprocessor.Options{PureGo: true}})
 	}
 	for i := range imgs {
 		if imgs[i].ref, err = reference.Tensor(imgs[i].data, preprocessv1.ImageNet(), imaging.Lanczos); err != nil {
