@@ -147,7 +147,9 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("preprocess alone: %4.1f images/s (batch 8, 3 in flight, 256 images)\n", preCap)
 
 	// 4. Index.
+	obs := &stageObserver{busy: map[string]time.Duration{}, items: map[string]int{}, calls: map[string]int{}}
 	j, err := job.New(job.Config{
+		Observer: obs,
 		Catalog: catPath, StateDir: filepath.Join(tmp, "state"),
 		Targets:    []job.Target{{Model: o.model, Catalog: "bench", MakeAlias: true, Preprocess: pre, Embed: emb, Search: sea}},
 		EmbedBatch: o.embedBatch, EmbedConcurrency: o.embedConc, PreprocessWorkers: 3, PreprocessBatch: 8,
@@ -162,6 +164,12 @@ func run(ctx context.Context, o options) error {
 	}
 	rate := float64(sum.Counts.Done) / sum.ElapsedSeconds
 	fmt.Printf("indexer:       %7.1f images/s (%d done, %d failed in %.1fs)\n", rate, sum.Counts.Done, sum.Counts.Failed, sum.ElapsedSeconds)
+
+	obs.mu.Lock()
+	inFlight := obs.busy["embed"].Seconds() / sum.ElapsedSeconds
+	meanBatch := float64(obs.items["embed"]) / float64(max(obs.calls["embed"], 1))
+	obs.mu.Unlock()
+	fmt.Printf("embed during indexing: %.2f of %d calls in flight on average, %.1f rows per call (batch %d)\n", inFlight, o.embedConc, meanBatch, o.embedBatch)
 
 	// 5. Embed capacity alone (after), to even out drift.
 	capAfter, err := embedCapacity(ctx, o, pre, emb, catPath)
@@ -189,7 +197,7 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("ratio:         %7.2fx of embed capacity (%s); search holds %d points; %d CPUs\n", ratio, verdict, cnt.Count, runtime.NumCPU())
 	out, _ := json.Marshal(map[string]any{"images": o.n, "side": o.side, "index_images_per_s": rate, "embed_capacity_images_per_s": capacity,
-		"embed_capacity_before": capBefore, "embed_capacity_after": capAfter, "ratio": ratio, "preprocess_capacity_images_per_s": preCap, "pipeline_bound_images_per_s": bound, "pinned": pinEmbed != "", "ratio_to_bound": rate / bound, "goal": 0.9, "points": cnt.Count, "cpus": runtime.NumCPU()})
+		"embed_capacity_before": capBefore, "embed_capacity_after": capAfter, "ratio": ratio, "preprocess_capacity_images_per_s": preCap, "pipeline_bound_images_per_s": bound, "pinned": pinEmbed != "", "embed_calls_in_flight": inFlight, "embed_rows_per_call": meanBatch, "ratio_to_bound": rate / bound, "goal": 0.9, "points": cnt.Count, "cpus": runtime.NumCPU()})
 	fmt.Println(string(out))
 	if cnt.Count != int64(sum.Counts.Done) || sum.Counts.Done != o.n {
 		return fmt.Errorf("search holds %d points, %d done of %d", cnt.Count, sum.Counts.Done, o.n)
@@ -441,6 +449,24 @@ func preprocessCapacity(ctx context.Context, o options, pre *preprocessv1.Client
 	}
 	wg.Wait()
 	return float64(len(imgs)) / time.Since(start).Seconds(), firstErr
+}
+
+// stageObserver sums the time and items of each stage's calls.
+type stageObserver struct {
+	mu    sync.Mutex
+	busy  map[string]time.Duration
+	items map[string]int
+	calls map[string]int
+}
+
+func (s *stageObserver) Item(string, string, string) {}
+
+func (s *stageObserver) Stage(stage string, n int, d time.Duration) {
+	s.mu.Lock()
+	s.busy[stage] += d
+	s.items[stage] += n
+	s.calls[stage]++
+	s.mu.Unlock()
 }
 
 type services struct {

@@ -45,6 +45,7 @@ type config struct {
 	// Job (run mode).
 	Catalog     string `conf:"help:catalog file (.jsonl or .csv) or http(s) URL (run)"`
 	Format      string `conf:"help:jsonl or csv (default: from the catalog name)"`
+	ImageRoot   string `conf:"help:folder relative image paths resolve in (default: the catalog file's folder)"`
 	Model       string `conf:"default:mobilenetv2-int8-v1,help:target model id (vector space)"`
 	ExtraModels string `conf:"help:comma-separated extra model ids written in the same pass (dual write, canary backfill)"`
 	CatalogName string `conf:"default:products,help:catalog name in search (collection <name>__<model>)"`

@@ -117,6 +117,7 @@ func (d deps) jobConfig(cfg config, s admin.Spec, stateDir, catalogPath string, 
 		NearDuplicateScore: float32(cfg.NearDuplicateScore), SkipDuplicates: cfg.SkipDuplicates,
 		CheckpointEvery: cfg.CheckpointEvery, StopAfter: cfg.StopAfter,
 	}
+	jc.ImageRoot = cfg.ImageRoot
 	if s.Upload != "" { // an uploaded catalog's relative paths resolve under --catalog-root only
 		jc.ImageRoot, jc.NoLocalImages = cfg.CatalogRoot, cfg.CatalogRoot == ""
 	}
