@@ -1,6 +1,6 @@
 # embed: benchmark, extra checks, calibration and code generation (included by the top Makefile).
 
-EMBED_BENCH_FLAGS  ?= -rounds 3 -duration 4s
+EMBED_BENCH_FLAGS  ?= -rounds 3 -duration 6s
 EMBED_BENCH_BIN    := $(CACHE)/bin/embed-bench
 EMBED_CENTRED      ?= mobilenetv2-int8-centered-v1
 PREPROCESS_URL     ?= http://127.0.0.1:8081
