@@ -108,7 +108,6 @@ func TestRollingRestartZeroFailures(t *testing.T) {
 	c := stack.NewClient(s.Gateway(), s.AdminKey)
 	c.HTTP.Timeout = 20 * time.Second
 	products, imgs, skus := loadCatalog(t, s, 20)
-	waitGatewayServes(t, c, imgs[0])
 	if err := c.IndexAll(filepath.Dir(s.Env.CatalogJL), products, 4); err != nil {
 		t.Fatal(err)
 	}
