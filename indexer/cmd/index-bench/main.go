@@ -150,7 +150,7 @@ func run(ctx context.Context, o options) error {
 	obs := &stageObserver{busy: map[string]time.Duration{}, items: map[string]int{}, calls: map[string]int{}}
 	j, err := job.New(job.Config{
 		Observer: obs,
-		Catalog: catPath, StateDir: filepath.Join(tmp, "state"),
+		Catalog:  catPath, StateDir: filepath.Join(tmp, "state"),
 		Targets:    []job.Target{{Model: o.model, Catalog: "bench", MakeAlias: true, Preprocess: pre, Embed: emb, Search: sea}},
 		EmbedBatch: o.embedBatch, EmbedConcurrency: o.embedConc, PreprocessWorkers: 3, PreprocessBatch: 8,
 		FetchWorkers: 4, UpsertBatch: 128, MaxErrorRatio: 0.01,

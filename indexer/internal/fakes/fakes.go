@@ -45,6 +45,8 @@ type Preprocess struct {
 	Images atomic.Int64
 	// FailNext makes the next n batch calls answer 503.
 	FailNext atomic.Int64
+	// FailItems makes the next n images answer a per-item 503.
+	FailItems atomic.Int64
 }
 
 // NewPreprocess starts a fake preprocess.
@@ -91,6 +93,10 @@ func (p *Preprocess) batch(w http.ResponseWriter, r *http.Request) {
 		_, _ = buf.ReadFrom(f)
 		f.Close()
 		p.Images.Add(1)
+		if p.FailItems.Load() > 0 && p.FailItems.Add(-1) >= 0 {
+			meta.Items = append(meta.Items, preprocessv1.ItemStatus{Index: i, Row: -1, Error: &preprocessv1.ItemError{Status: 503, Code: "overloaded", Message: "fake overload"}})
+			continue
+		}
 		img, format, err := image.Decode(bytes.NewReader(buf.Bytes()))
 		if err != nil {
 			meta.Items = append(meta.Items, preprocessv1.ItemStatus{Index: i, Row: -1, Error: &preprocessv1.ItemError{Status: 422, Code: "corrupt_image", Message: err.Error()}})

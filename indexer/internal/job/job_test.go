@@ -386,6 +386,7 @@ func TestOutageIsRetried(t *testing.T) {
 	e := newEnv(t)
 	path, want, _ := testcat.Write(t.TempDir(), testcat.Options{Good: 12})
 	e.pre.FailNext.Store(3)
+	e.pre.FailItems.Store(5) // per-item 503s are retried, not failed
 	cfg := e.config(t, path)
 	j, _ := New(cfg)
 	sum, err := j.Run(context.Background())

@@ -506,11 +506,14 @@ func (j *Job) preprocessStage(ctx context.Context, l *lane, fatal func(error)) {
 		if ctx.Err() != nil {
 			continue
 		}
-		j.preprocess(ctx, l, batch, fatal)
+		j.preprocess(ctx, l, batch, fatal, 0)
 	}
 }
 
-func (j *Job) preprocess(ctx context.Context, l *lane, batch []*item, fatal func(error)) {
+// preprocess sends one batch. Items the service refuses for good (4xx)
+// fail; items it could not do for now (5xx, 429 per item) are sent again,
+// attempt counting the tries.
+func (j *Job) preprocess(ctx context.Context, l *lane, batch []*item, fatal func(error), attempt int) {
 	imgs := make([][]byte, len(batch))
 	for i, it := range batch {
 		imgs[i] = it.img
@@ -533,7 +536,7 @@ func (j *Job) preprocess(ctx context.Context, l *lane, batch []*item, fatal func
 		}
 		if len(batch) > 1 { // a refusal of the whole batch: find the culprit
 			for _, it := range batch {
-				j.preprocess(ctx, l, []*item{it}, fatal)
+				j.preprocess(ctx, l, []*item{it}, fatal, attempt)
 			}
 			return
 		}
@@ -558,12 +561,17 @@ func (j *Job) preprocess(ctx context.Context, l *lane, batch []*item, fatal func
 		}
 		l.shapeMu.Unlock()
 	}
+	var again []*item
 	for _, st := range meta.Items {
 		if st.Index < 0 || st.Index >= len(batch) {
 			fatal(fmt.Errorf("preprocess answered item index %d of %d", st.Index, len(batch)))
 			return
 		}
 		it := batch[st.Index]
+		if st.Error != nil && (st.Error.Status >= 500 || st.Error.Status == http.StatusTooManyRequests) {
+			again = append(again, it)
+			continue
+		}
 		if st.Row < 0 || st.Error != nil {
 			e := &Entry{Stage: "preprocess", Code: "preprocess_failed", Reason: "image refused"}
 			if st.Error != nil {
@@ -592,6 +600,18 @@ func (j *Job) preprocess(ctx context.Context, l *lane, batch []*item, fatal func
 		case <-ctx.Done():
 			return
 		}
+	}
+	if len(again) > 0 {
+		if attempt >= j.cfg.Retries {
+			fatal(fmt.Errorf("preprocess kept answering 5xx/429 for %d images", len(again)))
+			return
+		}
+		select {
+		case <-time.After(min(100*time.Millisecond<<attempt, 2*time.Second)):
+		case <-ctx.Done():
+			return
+		}
+		j.preprocess(ctx, l, again, fatal, attempt+1)
 	}
 }
 
