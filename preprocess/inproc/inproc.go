@@ -1,0 +1,37 @@
+// Package inproc exposes the preprocess stage as a library, for in-process
+// use by the end-to-end benchmark's no-HTTP reference pipeline. Services never
+// import it: they call the preprocess service through its contract.
+package inproc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
+
+	"github.com/lookalike-dev/lookalike/preprocess/internal/imagedecode"
+	"github.com/lookalike-dev/lookalike/preprocess/internal/preprocessor"
+)
+
+// Processor is the service's processor with its default limits.
+type Processor struct{ p *preprocessor.Processor }
+
+// New builds a processor with the service defaults (20 MiB, 50 MP, one
+// image per core at once).
+func New() (*Processor, error) {
+	p, err := preprocessor.New(preprocessor.Options{Limits: imagedecode.Limits{MaxBytes: 20 << 20, MaxPixels: 50_000_000}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("building preprocessor: %w", err)
+	}
+	return &Processor{p: p}, nil
+}
+
+// Process turns image bytes into a tensor [1,...] as spec says.
+func (p *Processor) Process(ctx context.Context, data []byte, spec preprocessv1.Spec) (tensorv1.Tensor, error) {
+	r, err := p.p.Process(ctx, data, spec)
+	if err != nil {
+		return tensorv1.Tensor{}, err
+	}
+	return tensorv1.Tensor{DType: preprocessor.DType(spec), Shape: spec.Shape(1), Data: r.Data}, nil
+}
