@@ -65,7 +65,7 @@ func main() {
 	flag.IntVar(&o.embedConc, "embed-concurrency", 2, "embed calls in flight (indexer and capacity probe)")
 	flag.IntVar(&o.capRows, "capacity-rows", 1024, "rows embedded for each capacity measurement")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp folder")
-	flag.IntVar(&o.embedCPUs, "embed-cpus", -1, "pin embed to this many CPUs and the rest (preprocess, search, indexer) to the others, like dedicated embed nodes (taskset; -1: half the CPUs when there are 2 or more, 0: no pinning)")
+	flag.IntVar(&o.embedCPUs, "embed-cpus", 0, "pin embed to this many CPUs and the rest (preprocess, search, indexer) to the others, like dedicated embed nodes (taskset; 0: no pinning, -1: half the CPUs)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -97,6 +97,14 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(tmp)
 	}
 
+	// 1. Images.
+	t0 := time.Now()
+	catPath, err := generate(filepath.Join(o.shared, "catalog"), filepath.Join(tmp, "catalog"), o.n, o.side)
+	if err != nil {
+		return fmt.Errorf("generating images: %w", err)
+	}
+	fmt.Printf("generated %d images (longest side %d px) in %.1fs\n", o.n, o.side, time.Since(t0).Seconds())
+
 	pinEmbed, pinRest := "", ""
 	if o.embedCPUs < 0 {
 		o.embedCPUs = runtime.NumCPU() / 2
@@ -106,7 +114,7 @@ func run(ctx context.Context, o options) error {
 			pinEmbed = fmt.Sprintf("0-%d", o.embedCPUs-1)
 			pinRest = fmt.Sprintf("%d-%d", o.embedCPUs, runtime.NumCPU()-1)
 			fmt.Printf("pinning: embed on CPUs %s, preprocess, search and the indexer on CPUs %s\n", pinEmbed, pinRest)
-			// The indexer (this process) runs on the rest too.
+			// The indexer (this process) runs on the rest too (after generating).
 			if err := exec.Command("taskset", "-a", "-p", "-c", pinRest, fmt.Sprint(os.Getpid())).Run(); err != nil {
 				return fmt.Errorf("pinning the bench: %w", err)
 			}
@@ -114,14 +122,6 @@ func run(ctx context.Context, o options) error {
 			fmt.Println("pinning: off (no taskset)")
 		}
 	}
-
-	// 1. Images.
-	t0 := time.Now()
-	catPath, err := generate(filepath.Join(o.shared, "catalog"), filepath.Join(tmp, "catalog"), o.n, o.side)
-	if err != nil {
-		return fmt.Errorf("generating images: %w", err)
-	}
-	fmt.Printf("generated %d images (longest side %d px) in %.1fs\n", o.n, o.side, time.Since(t0).Seconds())
 
 	// 2. Services.
 	svc, err := startServices(ctx, o, repo, tmp, pinEmbed, pinRest)

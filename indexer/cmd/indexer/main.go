@@ -77,7 +77,7 @@ type config struct {
 	HostBurst         int           `conf:"default:4"`
 	MaxImageBytes     int64         `conf:"default:20971520"`
 	FetchTimeout      time.Duration `conf:"default:15s"`
-	AllowHosts        []string      `conf:"help:only fetch images from these hosts (semicolon-separated; empty: any public host)"`
+	AllowHosts        []string      `conf:"help:only fetch images from these hosts (comma-separated; empty: any public host)"`
 	FetchAllowPrivate bool          `conf:"default:false,help:allow private/loopback image hosts (tests only)"`
 	MaxCatalogBytes   int64         `conf:"default:1073741824,help:largest catalog download or upload"`
 
