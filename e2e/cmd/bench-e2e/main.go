@@ -1,0 +1,189 @@
+// Command bench-e2e measures the suite end to end: POST /v1/search uploads of
+// the catalog photos through the gateway (four real processes on loopback)
+// at increasing concurrency, against the same stages called in one process
+// with no HTTP (preprocess, embed with its batcher, the embedded index),
+// measured in the same run on the same machine.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+
+	embedinproc "github.com/lookalike-dev/lookalike/embed/inproc"
+	preinproc "github.com/lookalike-dev/lookalike/preprocess/inproc"
+	searchinproc "github.com/lookalike-dev/lookalike/search/inproc"
+
+	"github.com/lookalike-dev/lookalike/e2e/internal/loadgen"
+	"github.com/lookalike-dev/lookalike/e2e/internal/stack"
+)
+
+// Report is what the command writes as JSON.
+type Report struct {
+	Machine     string           `json:"machine"`
+	Images      int              `json:"images"`
+	HTTP        []loadgen.Result `json:"http"`
+	InProcess   []loadgen.Result `json:"in_process"`
+	BestHTTP    float64          `json:"best_http_rps"`
+	BestInProc  float64          `json:"best_in_process_rps"`
+	Ratio       float64          `json:"ratio"`
+	P99AtBestMs float64          `json:"p99_at_best_ms"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	concFlag := flag.String("concurrency", "1,2,4,8,16", "client concurrency levels")
+	dur := flag.Duration("duration", 8*time.Second, "time per level")
+	out := flag.String("out", "", "write the JSON report here")
+	flag.Parse()
+	var levels []int
+	for _, f := range strings.Split(*concFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad concurrency %q", f)
+		}
+		levels = append(levels, n)
+	}
+	ctx := context.Background()
+
+	tb := &stack.CmdTB{}
+	defer tb.Close()
+	s := stack.New(tb, stack.Options{})
+	s.Start(tb)
+	c := stack.NewClient(s.Gateway(), s.AdminKey)
+	catDir := filepath.Dir(s.Env.CatalogJL)
+	products, err := stack.ReadJSONL[stack.Product](s.Env.CatalogJL)
+	if err != nil {
+		return err
+	}
+	imgs := make([][]byte, len(products))
+	for i, p := range products {
+		if imgs[i], err = os.ReadFile(filepath.Join(catDir, p.Image)); err != nil {
+			return err
+		}
+	}
+	if err := c.IndexAll(catDir, products, 4); err != nil {
+		return fmt.Errorf("indexing through the gateway: %w", err)
+	}
+	rep := Report{Machine: machine(), Images: len(imgs)}
+	fmt.Fprintf(os.Stderr, "HTTP through the gateway (%d photos):\n", len(imgs))
+	for _, n := range levels {
+		r := loadgen.Run(ctx, n, *dur, 0, func(ctx context.Context, i int) error {
+			res, err := c.SearchImage(imgs[i%len(imgs)], "?top_k=10")
+			if err == nil && len(res.Results) == 0 {
+				err = fmt.Errorf("no results")
+			}
+			return err
+		})
+		fmt.Fprintf(os.Stderr, "  c=%-3d %7.1f req/s  p50 %6.1f ms  p95 %6.1f ms  p99 %6.1f ms  errors %d\n", n, r.Throughput, r.P50ms, r.P95ms, r.P99ms, r.Errors)
+		rep.HTTP = append(rep.HTTP, r)
+	}
+	tb.Close() // free the cores for the reference
+
+	pre, err := preinproc.New()
+	if err != nil {
+		return err
+	}
+	emb, err := embedinproc.Open(ctx, embedinproc.Options{SpecDir: filepath.Join(s.Env.Repo, "embed", "models"),
+		ModelDir: s.Env.ModelDir, ORTLib: s.Env.ORTLib, Models: []string{"mobilenetv2-int8-v1"}})
+	if err != nil {
+		return err
+	}
+	defer emb.Close(ctx)
+	var spec embedv1.ModelSpec
+	for _, m := range emb.Models() {
+		if m.Default {
+			spec = m
+		}
+	}
+	dir, err := os.MkdirTemp("", "bench-e2e-index-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ix, err := searchinproc.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer ix.Close()
+	if _, err := ix.CreateCollection(ctx, searchv1.CreateCollectionRequest{Catalog: "products", Model: spec.ID, Dim: spec.Dim, MakeAlias: true}); err != nil {
+		return err
+	}
+	embedOne := func(ctx context.Context, img []byte) (string, []float32, error) {
+		t, err := pre.Process(ctx, img, spec.Preprocess)
+		if err != nil {
+			return "", nil, err
+		}
+		id, rows, err := emb.Embed(ctx, t, spec.ID)
+		if err != nil {
+			return "", nil, err
+		}
+		return id, rows[0], nil
+	}
+	for i, p := range products {
+		id, v, err := embedOne(ctx, imgs[i])
+		if err != nil {
+			return err
+		}
+		if _, err := ix.Upsert(ctx, "products", searchv1.UpsertRequest{Model: id, Dim: len(v), Points: []searchv1.Point{{SKU: p.SKU, Vector: v, Payload: searchv1.Payload{"title": p.Title}}}}); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(os.Stderr, "In process, no HTTP (same stages):")
+	for _, n := range levels {
+		r := loadgen.Run(ctx, n, *dur, 0, func(ctx context.Context, i int) error {
+			id, v, err := embedOne(ctx, imgs[i%len(imgs)])
+			if err != nil {
+				return err
+			}
+			res, err := ix.Search(ctx, "products", searchv1.SearchRequest{Model: id, Dim: len(v), Vector: v, TopK: 10})
+			if err == nil && len(res.Results) == 0 {
+				err = fmt.Errorf("no results")
+			}
+			return err
+		})
+		fmt.Fprintf(os.Stderr, "  c=%-3d %7.1f req/s  p50 %6.1f ms  p95 %6.1f ms  p99 %6.1f ms  errors %d\n", n, r.Throughput, r.P50ms, r.P95ms, r.P99ms, r.Errors)
+		rep.InProcess = append(rep.InProcess, r)
+	}
+	for _, r := range rep.HTTP {
+		if r.Throughput > rep.BestHTTP {
+			rep.BestHTTP, rep.P99AtBestMs = r.Throughput, r.P99ms
+		}
+	}
+	for _, r := range rep.InProcess {
+		rep.BestInProc = max(rep.BestInProc, r.Throughput)
+	}
+	if rep.BestInProc > 0 {
+		rep.Ratio = rep.BestHTTP / rep.BestInProc
+	}
+	fmt.Printf("end to end: %.1f req/s through the gateway vs %.1f req/s in process at saturation: ratio %.2f (goal >= 0.85), p99 %.0f ms\n",
+		rep.BestHTTP, rep.BestInProc, rep.Ratio, rep.P99AtBestMs)
+	if *out != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(*out, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func machine() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s, %d CPUs", h, runtime.NumCPU())
+}
