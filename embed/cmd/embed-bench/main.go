@@ -68,6 +68,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("best of %d rounds: bare batch %d %.1f images/s, best bare %.1f (batch %d), service batch %d %.1f, service %d x 1 %.1f (mean batch %.1f)\n", o.Rounds, o.Batch, rep.Bare[o.Batch], rep.BestBare, rep.BestBareBatch, o.Batch, rep.ServiceBatch, o.Clients, rep.ServiceSingle, rep.SingleBatches)
+	fmt.Printf("batcher without HTTP at batch %d: %.1f images/s, ratio to bare %.3f\n", o.Batch, rep.ServiceBatchNoHTTP, rep.ServiceBatchNoHTTP/rep.Bare[o.Batch])
 	fmt.Printf("provider used: %s\n", rep.Provider)
 	fmt.Printf("RATIO service/bare at batch %d: %.3f (goal >= 0.95)\n", o.Batch, rep.RatioBatch(o.Batch))
 	fmt.Printf("RATIO %d single-image clients / best bare (batch %d): %.3f (goal >= 0.90)\n", o.Clients, rep.BestBareBatch, rep.RatioSingle())

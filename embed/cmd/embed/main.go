@@ -160,7 +160,7 @@ func sharedEnvFallback(cfg *config) {
 		{&cfg.ModelDir, "../shared/models", "EMBED_MODEL_DIR", "MODEL_DIR"},
 		{&cfg.ORTLib, ".cache/onnxruntime/libonnxruntime.so.1", "EMBED_ORT_LIB", "ONNXRUNTIME_LIB"},
 	} {
-		if _, set := os.LookupEnv(f.own); set || *f.dst != f.def {
+		if os.Getenv(f.own) != "" || *f.dst != f.def {
 			continue
 		}
 		if v := os.Getenv(f.env); v != "" {

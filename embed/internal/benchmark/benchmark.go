@@ -50,8 +50,10 @@ type Report struct {
 	BestBare      float64
 	BestBareBatch int
 	ServiceBatch  float64 // requests of Batch images
-	ServiceSingle float64 // Clients concurrent single-image requests
-	SingleBatches float64 // mean images per inference in the single-image run
+	// ServiceBatchNoHTTP is the same through the registry model directly.
+	ServiceBatchNoHTTP float64
+	ServiceSingle      float64 // Clients concurrent single-image requests
+	SingleBatches      float64 // mean images per inference in the single-image run
 }
 
 // RatioBatch is service/bare at Batch.
@@ -136,8 +138,15 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			}
 			fmt.Fprintf(o.Out, "  bare onnxruntime_go    batch %3d: %8.1f images/s\n", b, ips)
 		}
+		// The registry model directly (batcher, no HTTP), then over HTTP.
+		ips, err := direct(ctx, m, batchT, 2, o.Duration)
+		if err != nil {
+			return Report{}, fmt.Errorf("service batch %d without HTTP: %w", o.Batch, err)
+		}
+		rep.ServiceBatchNoHTTP = max(rep.ServiceBatchNoHTTP, ips)
+		fmt.Fprintf(o.Out, "  batcher (no HTTP)      batch %3d: %8.1f images/s (2 callers)\n", o.Batch, ips)
 		// Batch requests: two clients keep the next batch queued while one runs.
-		ips, _, err := drive(ctx, client, batchT, 2, o.Duration, m.Batcher().Stats)
+		ips, _, err = drive(ctx, client, batchT, 2, o.Duration, m.Batcher().Stats)
 		if err != nil {
 			return Report{}, fmt.Errorf("service batch %d: %w", o.Batch, err)
 		}
@@ -216,4 +225,32 @@ func contains(v []int, x int) bool {
 		}
 	}
 	return false
+}
+
+// direct calls the model's Embed (batcher and normalisation, no HTTP) from
+// callers goroutines for dur and returns images per second.
+func direct(ctx context.Context, m *registry.Model, t tensorv1.Tensor, callers int, dur time.Duration) (float64, error) {
+	var images atomic.Int64
+	errc := make(chan error, callers)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < dur {
+				if _, err := m.Embed(ctx, t.Data, t.Shape[0]); err != nil {
+					errc <- err
+					return
+				}
+				images.Add(int64(t.Shape[0]))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	return float64(images.Load()) / time.Since(start).Seconds(), nil
 }
