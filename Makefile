@@ -93,9 +93,19 @@ run: setup build ## Start the suite on 127.0.0.1:8080 with the demo catalog (Ctr
 	@BIN=$(BIN) DATA_DIR=$(DATA_DIR) CATALOG='$(CATALOG)' MODEL_DIR=$(MODEL_DIR) ONNXRUNTIME_LIB=$(ORT_LIB) \
 	  GATEWAY_ADDR=$${GATEWAY_ADDR:-127.0.0.1:8080} ./hack/run.sh
 
-.PHONY: bench
-bench: ## Every stage benchmark and one report (bench-report.md / .json)
-	@echo "bench targets: $(sort $(shell grep -ho '^bench-[a-z0-9-]*:' mk/*.mk 2>/dev/null | tr -d :))"
+.PHONY: bench bench-e2e
+BENCH_OUT      ?= $(REPO)/bench-out
+BENCH_STAGES   ?= preprocess embed search index e2e
+BENCH_SEARCH_N ?= 20000
+bench: setup ## Every stage benchmark, then one report: bench-report.md and bench-report.json (profiles in bench-out/profiles)
+	@rm -rf $(BENCH_OUT); mkdir -p $(BENCH_OUT)
+	@for st in $(BENCH_STAGES); do echo "== bench-$$st"; \
+	  $(MAKE) --no-print-directory bench-$$st SEARCH_BENCH_N=$(BENCH_SEARCH_N) BENCH_PROFILES=$(BENCH_OUT)/profiles 2>&1 | tee $(BENCH_OUT)/$$st.log | grep -v '^{"time"' ; done
+	cd $(REPO)/e2e && $(GO) run ./cmd/bench-report -logs $(BENCH_OUT) -md $(REPO)/bench-report.md -json $(REPO)/bench-report.json
+
+BENCH_PROFILES ?=
+bench-e2e: setup-ort setup-model ## End to end: gateway uploads at rising concurrency vs the same stages in one process (BENCH_PROFILES=dir saves pprof)
+	cd $(REPO)/e2e && $(GO) run ./cmd/bench-e2e $(if $(BENCH_PROFILES),-profiles $(BENCH_PROFILES))
 
 .PHONY: clean
 clean: ## Remove build outputs and local data (keeps the ORT cache)

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lookalike-dev/lookalike/shared/benchreport"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 
@@ -51,6 +54,7 @@ func run() error {
 	concFlag := flag.String("concurrency", "1,2,4,8,16", "client concurrency levels")
 	dur := flag.Duration("duration", 8*time.Second, "time per level")
 	out := flag.String("out", "", "write the JSON report here")
+	profiles := flag.String("profiles", "", "save each service's CPU profile (pprof, taken at the highest concurrency) in this folder")
 	flag.Parse()
 	var levels []int
 	for _, f := range strings.Split(*concFlag, ",") {
@@ -64,7 +68,18 @@ func run() error {
 
 	tb := &stack.CmdTB{}
 	defer tb.Close()
-	s := stack.New(tb, stack.Options{})
+	opts := stack.Options{Extra: map[string][]string{}}
+	debug := map[string]string{}
+	if *profiles != "" {
+		if err := os.MkdirAll(*profiles, 0o755); err != nil {
+			return err
+		}
+		for _, svc := range stack.Services {
+			debug[svc] = stack.FreeAddr(tb)
+			opts.Extra[svc] = []string{strings.ToUpper(svc) + "_DEBUG_ADDR=" + debug[svc]}
+		}
+	}
+	s := stack.New(tb, opts)
 	s.Start(tb)
 	c := stack.NewClient(s.Gateway(), s.AdminKey)
 	catDir := filepath.Dir(s.Env.CatalogJL)
@@ -83,7 +98,10 @@ func run() error {
 	}
 	rep := Report{Machine: machine(), Images: len(imgs)}
 	fmt.Fprintf(os.Stderr, "HTTP through the gateway (%d photos):\n", len(imgs))
-	for _, n := range levels {
+	for li, n := range levels {
+		if li == len(levels)-1 && len(debug) > 0 {
+			go saveProfiles(debug, *profiles, *dur)
+		}
 		r := loadgen.Run(ctx, n, *dur, 0, func(ctx context.Context, i int) error {
 			res, err := c.SearchImage(imgs[i%len(imgs)], "?top_k=10")
 			if err == nil && len(res.Results) == 0 {
@@ -174,6 +192,9 @@ func run() error {
 	}
 	fmt.Printf("end to end: %.1f req/s through the gateway vs %.1f req/s in process at saturation: ratio %.2f (goal >= 0.85), p99 %.0f ms\n",
 		rep.BestHTTP, rep.BestInProc, rep.Ratio, rep.P99AtBestMs)
+	benchreport.Print(os.Stdout, benchreport.Stage{Stage: "end-to-end", Rows: []benchreport.Row{{
+		Name: fmt.Sprintf("POST /v1/search through the gateway, 4 processes (p99 %.0f ms)", rep.P99AtBestMs), Figure: rep.BestHTTP, Unit: "req/s",
+		Reference: "same stages in one process", ReferenceFigure: rep.BestInProc, Ratio: rep.Ratio, Goal: 0.85}}})
 	if *out != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(*out, b, 0o644); err != nil {
@@ -186,4 +207,26 @@ func run() error {
 func machine() string {
 	h, _ := os.Hostname()
 	return fmt.Sprintf("%s, %d CPUs", h, runtime.NumCPU())
+}
+
+// saveProfiles takes a CPU profile of each service while the load runs.
+func saveProfiles(debug map[string]string, dir string, d time.Duration) {
+	secs := max(int(d.Seconds())-1, 1)
+	for svc, addr := range debug {
+		go func() {
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "profile of %s: %v\n", svc, err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(filepath.Join(dir, svc+".pprof"))
+			if err != nil {
+				return
+			}
+			defer f.Close()
+			_, _ = io.Copy(f, resp.Body)
+			fmt.Fprintf(os.Stderr, "saved %s\n", f.Name())
+		}()
+	}
 }
