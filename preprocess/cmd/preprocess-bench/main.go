@@ -25,6 +25,8 @@ import (
 
 	"github.com/disintegration/imaging"
 
+	"github.com/lookalike-dev/lookalike/shared/benchreport"
+
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 
@@ -133,9 +135,24 @@ func run() error {
 	fmt.Printf("\n%-26s %9s %9s %9s %8s %8s %8s %10s %10s\n", "pipeline", "img/s", "jpeg/s", "png/s", "x all", "x jpeg", "x png", "mean err", "worst img")
 	fmt.Printf("%-26s %9.1f %9.1f %9.1f %8s %8s %8s %10s %10s\n", "vipsthumbnail", median(vipsRate["all"]), median(vipsRate["jpeg"]), median(vipsRate["png"]), "1.00", "1.00", "1.00", "-", "-")
 	var fail []string
+	var rows []benchreport.Row
+	goals := map[int]float64{0: 1.3, 1: 1.1}
 	for i, m := range modes {
 		all, jp, pn := median(modeRate[i]["all"]), median(modeRate[i]["jpeg"]), median(modeRate[i]["png"])
 		ra := all / median(vipsRate["all"])
+		for _, k := range []struct {
+			label string
+			fig   float64
+			ref   string
+		}{{"all", all, "all"}, {"JPEG", jp, "jpeg"}, {"PNG", pn, "png"}} {
+			goal := 0.0
+			if k.label == "all" {
+				goal = goals[i]
+			}
+			rows = append(rows, benchreport.Row{Name: fmt.Sprintf("%s, %s", m.name, k.label), Figure: k.fig, Unit: "img/s (1 core)",
+				Reference: "vipsthumbnail", ReferenceFigure: median(vipsRate[k.ref]), Ratio: k.fig / median(vipsRate[k.ref]), Goal: goal,
+				Note: fmt.Sprintf("tensor error %.4f", modeErr[i])})
+		}
 		fmt.Printf("%-26s %9.1f %9.1f %9.1f %8.2f %8.2f %8.2f %10.4f %10.4f %s\n", m.name, all, jp, pn,
 			ra, jp/median(vipsRate["jpeg"]), pn/median(vipsRate["png"]), modeErr[i], modeMaxErr[i], modeWorst[i])
 		if i == 0 {
@@ -148,6 +165,7 @@ func run() error {
 		}
 	}
 	fmt.Println("\nimg/s = images per CPU-second (median of rounds); x = ratio to vipsthumbnail; err = mean |tensor - full decode + Lanczos3| in normalised units")
+	benchreport.Print(os.Stdout, benchreport.Stage{Stage: "preprocess", Rows: rows})
 	if len(fail) > 0 {
 		return errors.New(strings.Join(fail, "; "))
 	}
