@@ -102,18 +102,43 @@ func indexCatalog(t *testing.T, env *gatewaytest.Env, dir string) []catalog.Prod
 	return products
 }
 
+// catalogProduct returns the i-th product of the demo catalog.
+func catalogProduct(t *testing.T, dir string, i int) catalog.Product {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "catalog.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if i >= len(lines) {
+		t.Fatalf("catalog has %d lines", len(lines))
+	}
+	p, lerr := catalog.ParseJSONLine([]byte(lines[i]))
+	if lerr != nil {
+		t.Fatalf("catalog line %d: %v", i, lerr)
+	}
+	return p
+}
+
 // TestBrowserSearchAndMoreLikeThis drives the page in headless Chromium:
 // upload a catalog photo, see its product first (with its served image,
 // title and price), then click "More like this".
 func TestBrowserSearchAndMoreLikeThis(t *testing.T) {
 	exe := chromium(t)
 	dir := filepath.Join(sharedDir(t), "catalog")
-	env := gatewaytest.Start(t, gatewaytest.Options{CatalogDir: dir, Config: func(c *service.Config) {
-		c.Limits.RequestTimeout = 30 * time.Second
-		c.Preprocess.Timeout, c.Embed.Timeout, c.Search.Timeout = 20*time.Second, 20*time.Second, 20*time.Second
-	}})
-	products := indexCatalog(t, env, dir)
-	target := products[7]
+	var baseURL string
+	var target catalog.Product
+	if real := os.Getenv("LOOKALIKE_BROWSER_GATEWAY"); real != "" {
+		// The end-to-end suite runs this test against the real services,
+		// with the whole demo catalog already indexed.
+		baseURL, target = real, catalogProduct(t, dir, 7)
+	} else {
+		env := gatewaytest.Start(t, gatewaytest.Options{CatalogDir: dir, Config: func(c *service.Config) {
+			c.Limits.RequestTimeout = 30 * time.Second
+			c.Preprocess.Timeout, c.Embed.Timeout, c.Search.Timeout = 20*time.Second, 20*time.Second, 20*time.Second
+		}})
+		baseURL, target = env.URL, indexCatalog(t, env, dir)[7]
+	}
 
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
@@ -133,7 +158,7 @@ func TestBrowserSearchAndMoreLikeThis(t *testing.T) {
 	bctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
 	// The first call starts the browser and must not carry a timeout.
-	if err := chromedp.Do(bctx, chromedp.Navigate(env.URL+"/")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(baseURL+"/")); err != nil {
 		t.Fatalf("opening the page: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(bctx, 60*time.Second)
