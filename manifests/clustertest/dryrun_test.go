@@ -175,7 +175,9 @@ func TestAPIServerRefusesBrokenManifests(t *testing.T) {
 	})
 }
 
-func badRequestOrInvalid(err error) bool { return apierrors.IsBadRequest(err) || apierrors.IsInvalid(err) }
+func badRequestOrInvalid(err error) bool {
+	return apierrors.IsBadRequest(err) || apierrors.IsInvalid(err)
+}
 
 func containsAny(s, alternatives string) bool {
 	for _, a := range strings.Split(alternatives, "|") {
