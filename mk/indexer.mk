@@ -14,5 +14,5 @@ bench-index: ## indexer: index ~2,000 generated images through the real services
 
 test-indexer-extra: ## indexer: race detector on the runner, CLI kill test and admin API; 10 s fuzz of the catalog parser
 	cd $(REPO)/indexer && $(GO) test -count=1 -race -skip TestReferenceCatalog ./internal/job/ ./internal/admin/ ./cmd/indexer/
-	cd $(REPO)/shared && $(GO) test -run '^$$' -fuzz FuzzParseJSONLine -fuzztime 10s ./catalog/
-	cd $(REPO)/shared && $(GO) test -run '^$$' -fuzz FuzzReaderCSV -fuzztime 10s ./catalog/
+	cd $(REPO)/shared && $(GO) test -run '^$$' -fuzz FuzzParseJSONLine -fuzztime 10s -parallel 1 ./catalog/
+	cd $(REPO)/shared && $(GO) test -run '^$$' -fuzz FuzzReaderCSV -fuzztime 10s -parallel 1 ./catalog/
