@@ -44,6 +44,7 @@ func run(ctx context.Context) error {
 	flag.StringVar(&o.Session.Provider, "provider", "cpu", "auto tensorrt cuda cpu")
 	flag.IntVar(&o.Session.IntraOpThreads, "threads", runtime.NumCPU(), "intra-op threads (both sides)")
 	flag.IntVar(&o.Session.InterOpThreads, "inter-threads", 1, "inter-op threads (both sides)")
+	flag.BoolVar(&o.Session.Spinning, "spinning", false, "let idle ORT threads spin (both sides)")
 	flag.IntVar(&o.Batch, "batch", 32, "batch compared")
 	flag.IntVar(&o.Clients, "clients", 32, "concurrent single-image clients")
 	flag.StringVar(&sizes, "bare-sizes", "1,8,32", "bare batch sizes searched for the best throughput")

@@ -48,6 +48,7 @@ type config struct {
 	IntraOpThreads   int    `conf:"default:0,help:ONNX Runtime threads within an operator (0: runtime default)"`
 	InterOpThreads   int    `conf:"default:0,help:ONNX Runtime threads across operators (0: runtime default)"`
 	TensorRTCacheDir string `conf:"help:TensorRT engine cache folder (off when empty)"`
+	Spinning         bool   `conf:"default:false,help:let idle ONNX Runtime threads spin (faster alone, worse when request handling shares the cores)"`
 
 	MaxBatch         int           `conf:"default:32,help:most images per inference"`
 	MaxDelay         time.Duration `conf:"default:2ms,help:how long a batch waits to fill"`
@@ -104,7 +105,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	log.Info("onnx runtime loaded", "library", cfg.ORTLib, "version", rt.Version())
 	base := ortsession.SessionOptions{
 		Provider: cfg.Provider, DeviceID: cfg.DeviceID, IntraOpThreads: cfg.IntraOpThreads,
-		InterOpThreads: cfg.InterOpThreads, TensorRTCacheDir: cfg.TensorRTCacheDir, Log: log,
+		InterOpThreads: cfg.InterOpThreads, TensorRTCacheDir: cfg.TensorRTCacheDir, Spinning: cfg.Spinning, Log: log,
 	}
 	reg := registry.New(registry.Config{
 		SpecDir: cfg.ModelsDir, Models: cfg.Models, ModelDir: cfg.ModelDir, DefaultModel: cfg.DefaultModel,

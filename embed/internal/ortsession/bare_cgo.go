@@ -31,6 +31,9 @@ func (r *Runtime) BareThroughput(model []byte, o SessionOptions, input []byte, b
 		return 0, "", fmt.Errorf("bare session options: %w", err)
 	}
 	defer so.Destroy()
+	if err := setSpinning(so, o.Spinning); err != nil {
+		return 0, "", err
+	}
 	if o.IntraOpThreads > 0 {
 		if err := so.SetIntraOpNumThreads(o.IntraOpThreads); err != nil {
 			return 0, "", err

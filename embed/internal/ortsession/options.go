@@ -48,6 +48,10 @@ type SessionOptions struct {
 	// IntraOpThreads and InterOpThreads: 0 leaves ONNX Runtime's default.
 	IntraOpThreads int
 	InterOpThreads int
+	// Spinning lets ORT's idle intra/inter-op threads spin. Off by default:
+	// a service shares its cores with request handling, and spinning threads
+	// then steal them.
+	Spinning bool
 	// TensorRTCacheDir, when set, enables TensorRT's engine cache there.
 	TensorRTCacheDir string
 

@@ -86,6 +86,9 @@ func newSession(model []byte, o SessionOptions, provider string) (*Session, erro
 		return nil, fmt.Errorf("session options: %w", err)
 	}
 	defer so.Destroy()
+	if err := setSpinning(so, o.Spinning); err != nil {
+		return nil, err
+	}
 	if o.IntraOpThreads > 0 {
 		if err := so.SetIntraOpNumThreads(o.IntraOpThreads); err != nil {
 			return nil, fmt.Errorf("intra-op threads: %w", err)
@@ -193,6 +196,19 @@ func (s *Session) Run(input []byte, n int) ([]float32, int, error) {
 func (s *Session) Close() error {
 	if err := s.s.Destroy(); err != nil {
 		return fmt.Errorf("closing session: %w", err)
+	}
+	return nil
+}
+
+func setSpinning(so *ort.SessionOptions, on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	for _, k := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+		if err := so.AddSessionConfigEntry(k, v); err != nil {
+			return fmt.Errorf("session option %s: %w", k, err)
+		}
 	}
 	return nil
 }
