@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -25,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	"github.com/lookalike-dev/lookalike/manifests/internal/render"
@@ -100,6 +102,7 @@ type cluster struct {
 // startControlPlane starts etcd and kube-apiserver through envtest and stops them at the end of the test.
 func startControlPlane(t *testing.T) *cluster {
 	t.Helper()
+	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime; the test reports itself
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    assetsDir(t),
 		ControlPlaneStartTimeout: 2 * time.Minute,
