@@ -43,12 +43,18 @@ IMAGES = gateway:gateway/Dockerfile preprocess:preprocess/Dockerfile search:sear
 	indexer:indexer/Dockerfile embed:embed/Dockerfile embed-gpu:embed/Dockerfile.gpu
 CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
 
+# a usable engine: podman, or docker with a reachable daemon and buildx (--build-context needs BuildKit)
 images: check-dockerfiles
-	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
-		echo "images: no container engine (docker or podman) here; Dockerfiles checked statically only"; exit 0; fi; \
+	@engine="$(CONTAINER_ENGINE)"; build=""; \
+	case "$$engine" in \
+		*podman) $$engine info >/dev/null 2>&1 && build="$$engine build" ;; \
+		*docker) $$engine info >/dev/null 2>&1 && $$engine buildx version >/dev/null 2>&1 && build="$$engine buildx build --load" ;; \
+	esac; \
+	if [ -z "$$build" ]; then \
+		echo "images: no usable container engine here (docker with a daemon and buildx, or podman); Dockerfiles checked statically only"; exit 0; fi; \
 	commit=$$(git -C $(REPO) rev-parse HEAD 2>/dev/null || echo unknown); \
 	for pair in $(IMAGES); do name=$${pair%%:*}; file=$${pair#*:}; \
 		echo "== $(IMAGE_PREFIX)$$name:$(IMAGE_TAG) from $$file"; \
-		$(CONTAINER_ENGINE) build -f $(REPO)/$$file --build-context models=$(SHARED)/models \
+		$$build -f $(REPO)/$$file --build-context models=$(SHARED)/models \
 			--build-arg COMMIT=$$commit -t $(IMAGE_PREFIX)$$name:$(IMAGE_TAG) $(REPO) || exit 1; \
 	done
