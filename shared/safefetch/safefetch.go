@@ -69,6 +69,9 @@ type Options struct {
 	AllowPrivate bool
 	// UserAgent is sent with every request (default "lookalike-safefetch/1").
 	UserAgent string
+	// AnyContent accepts bodies that are not images (a catalog file, say);
+	// every address, redirect and size check still applies.
+	AnyContent bool
 }
 
 // Result is a fetched image.
@@ -316,7 +319,11 @@ func (f *Fetcher) get(ctx context.Context, t target) (*http.Response, error) {
 		return nil, notAllowed("url is not a valid request target")
 	}
 	req.Header.Set("User-Agent", f.opts.UserAgent)
-	req.Header.Set("Accept", "image/*")
+	if f.opts.AnyContent {
+		req.Header.Set("Accept", "*/*")
+	} else {
+		req.Header.Set("Accept", "image/*")
+	}
 	resp, err := f.client(t).Do(req)
 	if err != nil {
 		return nil, fetchFailed(err, "fetching %s failed", t.u.Redacted())
@@ -341,7 +348,7 @@ func (f *Fetcher) read(ctx context.Context, u *url.URL, resp *http.Response) (Re
 			"image at url is over the %d byte limit", f.opts.MaxBytes)
 	}
 	ct := http.DetectContentType(body)
-	if !strings.HasPrefix(ct, "image/") {
+	if !f.opts.AnyContent && !strings.HasPrefix(ct, "image/") {
 		return Result{}, apierror.New(http.StatusUnsupportedMediaType, CodeNotImage,
 			"url does not hold an image (sniffed %s)", ct)
 	}

@@ -408,3 +408,42 @@ func TestErrorsAreAPIErrors(t *testing.T) {
 		t.Fatalf("%v is not an apierror", err)
 	}
 }
+
+func TestAnyContent(t *testing.T) {
+	catalog := []byte(`{"sku":"A-1","image":"a.jpg"}` + "\n")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/catalog.jsonl":
+			w.Write(catalog)
+		case "/to-private":
+			http.Redirect(w, r, "http://10.0.0.1/catalog.jsonl", http.StatusFound)
+		}
+	}))
+	defer srv.Close()
+	res := &mapResolver{table: map[string][]string{"shop.example": {publicIP}}}
+	tests := []struct {
+		name       string
+		any        bool
+		url        string
+		wantStatus int
+		wantCode   string
+	}{
+		{"image fetcher refuses a catalog", false, "http://shop.example/catalog.jsonl", http.StatusUnsupportedMediaType, CodeNotImage},
+		{"any-content fetcher takes it", true, "http://shop.example/catalog.jsonl", 0, ""},
+		{"redirects are still re-checked", true, "http://shop.example/to-private", http.StatusBadRequest, CodeURLNotAllowed},
+		{"private addresses still refused", true, "http://127.0.0.1/catalog.jsonl", http.StatusBadRequest, CodeURLNotAllowed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, _ := newFetcher(t, srv, Options{Resolver: res, AnyContent: tc.any})
+			r, err := f.Fetch(context.Background(), tc.url)
+			if tc.wantCode == "" {
+				if err != nil || string(r.Body) != string(catalog) {
+					t.Fatalf("got %q, %v", r.Body, err)
+				}
+				return
+			}
+			wantCode(t, err, tc.wantStatus, tc.wantCode)
+		})
+	}
+}

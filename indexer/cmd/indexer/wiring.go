@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
+	"time"
 
 	"github.com/lookalike-dev/lookalike/indexer/internal/admin"
 	"github.com/lookalike-dev/lookalike/indexer/internal/job"
@@ -41,37 +41,24 @@ func newDeps(cfg config, tel *telemetry.Telemetry) (deps, error) {
 		sea:     &searchv1.Client{BaseURL: cfg.SearchURL, HTTP: hc},
 		fetcher: f, observer: obs,
 	}
+	// Catalogs are not images: a second fetcher accepts any body, with the
+	// same address pinning, redirect re-checks and a catalog-sized limit.
+	cf := safefetch.New(safefetch.Options{MaxBytes: cfg.MaxCatalogBytes, Timeout: 10 * time.Minute, AllowHosts: cfg.AllowHosts,
+		AllowPrivate: cfg.FetchAllowPrivate, UserAgent: "lookalike-indexer/1", AnyContent: true})
 	d.download = func(ctx context.Context, rawURL string, w io.Writer) error {
-		return downloadCatalog(ctx, f, tel.HTTPClient(0), rawURL, cfg.MaxCatalogBytes, w)
+		return downloadCatalog(ctx, cf, rawURL, w)
 	}
 	return d, nil
 }
 
-// downloadCatalog fetches a catalog URL after the SSRF checks (scheme, host
-// allowlist, public addresses). Catalogs are not images, so the body is
-// read here, bounded, rather than by the image fetcher.
-func downloadCatalog(ctx context.Context, f *safefetch.Fetcher, hc *http.Client, rawURL string, max int64, w io.Writer) error {
-	if err := f.Check(ctx, rawURL); err != nil {
-		return fmt.Errorf("catalog URL refused: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return fmt.Errorf("building catalog request: %w", err)
-	}
-	resp, err := hc.Do(req)
+// downloadCatalog fetches a catalog URL through the SSRF-safe fetcher.
+func downloadCatalog(ctx context.Context, f *safefetch.Fetcher, rawURL string, w io.Writer) error {
+	res, err := f.Fetch(ctx, rawURL)
 	if err != nil {
 		return fmt.Errorf("fetching catalog: %w", err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching catalog: status %d", resp.StatusCode)
-	}
-	n, err := io.Copy(w, io.LimitReader(resp.Body, max+1))
-	if err != nil {
-		return fmt.Errorf("reading catalog: %w", err)
-	}
-	if n > max {
-		return fmt.Errorf("catalog is over %d bytes", max)
+	if _, err := w.Write(res.Body); err != nil {
+		return fmt.Errorf("writing catalog: %w", err)
 	}
 	return nil
 }
