@@ -107,6 +107,11 @@ BENCH_PROFILES ?=
 bench-e2e: setup-ort setup-model ## End to end: gateway uploads at rising concurrency vs the same stages in one process (BENCH_PROFILES=dir saves pprof)
 	cd $(REPO)/e2e && $(GO) run ./cmd/bench-e2e $(if $(BENCH_PROFILES),-profiles $(BENCH_PROFILES))
 
+.PHONY: soak
+SOAK_DURATION ?= 10m
+soak: setup-ort setup-model ## 10 minutes of mixed load; reports RSS and goroutines over time and fails past their bounds (not in CI)
+	cd $(REPO)/e2e && $(GO) run ./cmd/soak -duration $(SOAK_DURATION)
+
 .PHONY: clean
 clean: ## Remove build outputs and local data (keeps the ORT cache)
 	rm -rf $(BIN) $(DATA_DIR)
