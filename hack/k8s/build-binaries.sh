@@ -84,25 +84,36 @@ build_etcd() {
 
 build_kwok() {
   local out="$dir_kwok/kwok"
-  if [[ -x "$out" ]]; then log "kwok $KWOK_VERSION cached"; return; fi
-  log "building kwok $KWOK_VERSION"
-  local t0=$SECONDS
-  mkdir -p "$dir_kwok"
-  GOBIN="$dir_kwok/bin.tmp" "$GO" install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-  mv "$dir_kwok/bin.tmp/kwok" "$out"; rmdir "$dir_kwok/bin.tmp"
-  # the stage manifests kwok needs live in the module zip
-  local moddir; moddir="$("$GO" env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION"
-  rm -rf "$dir_kwok/stage"; mkdir -p "$dir_kwok/stage"
-  # Stage objects only (not the kustomization.yaml beside them); pod/fast makes pods Ready at once
+  if [[ -x "$out" ]]; then
+    log "kwok $KWOK_VERSION cached"
+  else
+    log "building kwok $KWOK_VERSION"
+    local t0=$SECONDS
+    mkdir -p "$dir_kwok"
+    GOBIN="$dir_kwok/bin.tmp" "$GO" install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    mv "$dir_kwok/bin.tmp/kwok" "$out"; rmdir "$dir_kwok/bin.tmp"
+    log "built kwok in $((SECONDS - t0)) s"
+  fi
+  kwok_stages
+}
+
+# kwok_stages copies the Stage objects kwok needs from the module zip (not the kustomization.yaml
+# beside them); pod/fast makes pods Ready at once.
+kwok_stages() {
+  [[ -d "$dir_kwok/stage/pod/fast" ]] && return
+  local moddir
+  moddir="$(cd "$(mktemp -d)" && "$GO" mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')"
+  [[ -d "$moddir" ]] || { log "kwok module download failed"; exit 1; }
+  rm -rf "$dir_kwok/stage.tmp"
   for s in node/fast node/heartbeat pod/fast pod/general; do
-    mkdir -p "$dir_kwok/stage/$s"
+    mkdir -p "$dir_kwok/stage.tmp/$s"
     for f in "$moddir/kustomize/stage/$s/"*.yaml; do
       [[ "$(basename "$f")" == kustomization.yaml ]] && continue
-      cp "$f" "$dir_kwok/stage/$s/"
+      cp "$f" "$dir_kwok/stage.tmp/$s/"
     done
-    chmod -R u+w "$dir_kwok/stage/$s"
   done
-  log "built kwok in $((SECONDS - t0)) s"
+  chmod -R u+w "$dir_kwok/stage.tmp"
+  rm -rf "$dir_kwok/stage"; mv "$dir_kwok/stage.tmp" "$dir_kwok/stage"
 }
 
 assets() {

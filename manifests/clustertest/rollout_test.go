@@ -297,6 +297,7 @@ func TestRolloutSimulation(t *testing.T) {
 			t.Errorf("%s's Deployment changed (generation %d -> %d) though only embed's image did", name, g, gensAfter[name])
 		}
 	}
+	t.Logf("after the embed image change: embed pods %v -> %v; generations %v -> %v", before["embed"], after["embed"], gensBefore, gensAfter)
 	if img := deploymentImage(t, ctx, c, "embed"); img != "lookalike/embed:0.1.1" {
 		t.Errorf("embed image %s, want lookalike/embed:0.1.1", img)
 	}
@@ -328,6 +329,7 @@ func TestRolloutSimulation(t *testing.T) {
 			t.Errorf("%s pods changed when the canary was added: before %v after %v", app, after[app], withCanary[app])
 		}
 	}
+	t.Logf("with the canary: gateway pods %v -> %v, embed-canary pods %v", after["gateway"], withCanary["gateway"], withCanary["embed-canary"])
 	checkEndpointsDoNotMixTracks(t, ctx, c)
 	gw, err := c.kube.AppsV1().Deployments(devNS).Get(ctx, "gateway", metav1.GetOptions{})
 	if err != nil {
@@ -378,6 +380,7 @@ func checkEndpointsDoNotMixTracks(t *testing.T, ctx context.Context, c *cluster)
 			t.Errorf("Service %s has no endpoints: %v", svc, err)
 			continue
 		}
+		t.Logf("Service %s endpoints: %v", svc, got)
 		for _, name := range got {
 			if track[name] != want {
 				t.Errorf("Service %s sends traffic to %s of track %q: vector spaces mixed", svc, name, track[name])
