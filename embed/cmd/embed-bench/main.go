@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/lookalike-dev/lookalike/shared/benchreport"
 	"os"
 	"os/signal"
 	"runtime"
@@ -73,5 +74,10 @@ func run(ctx context.Context) error {
 	fmt.Printf("provider used: %s\n", rep.Provider)
 	fmt.Printf("RATIO service/bare at batch %d: %.3f (goal >= 0.95)\n", o.Batch, rep.RatioBatch(o.Batch))
 	fmt.Printf("RATIO %d single-image clients / best bare (batch %d): %.3f (goal >= 0.90)\n", o.Clients, rep.BestBareBatch, rep.RatioSingle())
+	benchreport.Print(os.Stdout, benchreport.Stage{Stage: "embed", Rows: []benchreport.Row{
+		{Name: fmt.Sprintf("service over HTTP, batch %d", o.Batch), Figure: rep.ServiceBatch, Unit: "img/s", Reference: fmt.Sprintf("bare ORT batch %d", o.Batch), ReferenceFigure: rep.Bare[o.Batch], Ratio: rep.RatioBatch(o.Batch), Goal: 0.95},
+		{Name: fmt.Sprintf("service, %d single-image clients", o.Clients), Figure: rep.ServiceSingle, Unit: "img/s", Reference: fmt.Sprintf("best bare ORT (batch %d)", rep.BestBareBatch), ReferenceFigure: rep.BestBare, Ratio: rep.RatioSingle(), Goal: 0.9},
+		{Name: fmt.Sprintf("batcher without HTTP, batch %d", o.Batch), Figure: rep.ServiceBatchNoHTTP, Unit: "img/s", Reference: fmt.Sprintf("bare ORT batch %d", o.Batch), ReferenceFigure: rep.Bare[o.Batch], Ratio: rep.ServiceBatchNoHTTP / rep.Bare[o.Batch]},
+	}})
 	return nil
 }

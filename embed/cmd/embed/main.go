@@ -91,7 +91,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	// Telemetry.
 	info := buildinfo.Read("embed", commit)
-	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "embed", Version: info.Version})
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "embed", Version: info.Version, Commit: info.Commit})
 	if err != nil {
 		return fmt.Errorf("setting up telemetry: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/lookalike-dev/lookalike/shared/benchreport"
 	"image"
 	"image/color"
 	stddraw "image/draw"
@@ -196,6 +197,9 @@ func run(ctx context.Context, o options) error {
 		verdict = "BELOW the 0.9x goal"
 	}
 	fmt.Printf("ratio:         %7.2fx of embed capacity (%s); search holds %d points; %d CPUs\n", ratio, verdict, cnt.Count, runtime.NumCPU())
+	benchreport.Print(os.Stdout, benchreport.Stage{Stage: "bulk indexing", Rows: []benchreport.Row{{
+		Name: fmt.Sprintf("indexer, %d generated images (%.2f of the pipeline bound)", o.n, rate/bound), Figure: rate, Unit: "img/s",
+		Reference: "embed capacity alone", ReferenceFigure: capacity, Ratio: ratio, Goal: 0.9}}})
 	out, _ := json.Marshal(map[string]any{"images": o.n, "side": o.side, "index_images_per_s": rate, "embed_capacity_images_per_s": capacity,
 		"embed_capacity_before": capBefore, "embed_capacity_after": capAfter, "ratio": ratio, "preprocess_capacity_images_per_s": preCap, "pipeline_bound_images_per_s": bound, "pinned": pinEmbed != "", "embed_calls_in_flight": inFlight, "embed_rows_per_call": meanBatch, "ratio_to_bound": rate / bound, "goal": 0.9, "points": cnt.Count, "cpus": runtime.NumCPU()})
 	fmt.Println(string(out))

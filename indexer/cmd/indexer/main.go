@@ -139,7 +139,7 @@ func run(ctx context.Context, log *slog.Logger) (int, error) {
 
 	// Telemetry.
 	info := buildinfo.Read("indexer", commit)
-	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "indexer", Version: info.Version, Commit: commit})
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "indexer", Version: info.Version, Commit: info.Commit})
 	if err != nil {
 		return exitRefused, fmt.Errorf("setting up telemetry: %w", err)
 	}

@@ -7,6 +7,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"github.com/lookalike-dev/lookalike/shared/benchreport"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -213,6 +214,7 @@ func measure(ix *hnsw.Index, qs []float32, truth [][]int, nq, dim, k int, efList
 			return err
 		}
 	}
+	var rows []benchreport.Row
 	fmt.Printf("%-6s %10s %14s %10s %14s\n", "ef", "QPS wall", "QPS/CPU-sec", "recall@"+strconv.Itoa(k), "x exact (CPU)")
 	for _, f := range strings.Split(efList, ",") {
 		ef, err := strconv.Atoi(strings.TrimSpace(f))
@@ -246,7 +248,10 @@ func measure(ix *hnsw.Index, qs []float32, truth [][]int, nq, dim, k int, efList
 			goal = "  (meets recall>=0.99 at >=150 QPS/core)"
 		}
 		fmt.Printf("%-6d %10.0f %14.0f %10.4f %14.1f%s\n", ef, qps, cpuQPS, recall, cpuQPS/exactCPUQPS, goal)
+		rows = append(rows, benchreport.Row{Name: fmt.Sprintf("HNSW ef=%d, %d vectors, recall@%d %.4f", ef, ix.Len(), k, recall), Figure: cpuQPS, Unit: "QPS/core",
+			Reference: "exact scan", ReferenceFigure: exactCPUQPS, Ratio: cpuQPS / exactCPUQPS})
 	}
+	benchreport.Print(os.Stdout, benchreport.Stage{Stage: "search", Rows: rows})
 	_ = exactQPS
 	return nil
 }

@@ -92,7 +92,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	// Telemetry.
 	info := buildinfo.Read("search", commit)
-	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "search", Version: info.Version})
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "search", Version: info.Version, Commit: info.Commit})
 	if err != nil {
 		return fmt.Errorf("setting up telemetry: %w", err)
 	}
