@@ -15,6 +15,7 @@ import (
 
 	"github.com/ardanlabs/conf/v3"
 
+	"github.com/lookalike-dev/lookalike/gateway/internal/canary"
 	"github.com/lookalike-dev/lookalike/gateway/internal/guard"
 	"github.com/lookalike-dev/lookalike/gateway/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/gateway/internal/service"
@@ -31,45 +32,57 @@ var commit string
 
 // config: every setting is an environment variable (named in env:) or a flag.
 type config struct {
-	Addr                string        `conf:"env:GATEWAY_ADDR,default:127.0.0.1:8080,help:listen address"`
-	DebugAddr           string        `conf:"env:GATEWAY_DEBUG_ADDR,help:pprof listener address (off when empty; never expose it)"`
-	LogLevel            string        `conf:"env:GATEWAY_LOG_LEVEL,default:info,help:debug info warn error"`
-	PreprocessInstances string        `conf:"env:PREPROCESS_URLS,default:http://127.0.0.1:8081,help:preprocess base URLs (comma-separated)"`
-	EmbedInstances      string        `conf:"env:EMBED_URLS,default:http://127.0.0.1:8082,help:embed base URLs (comma-separated)"`
-	SearchInstances     string        `conf:"env:SEARCH_URLS,default:http://127.0.0.1:8083,help:search base URLs (comma-separated)"`
-	AdminKey            string        `conf:"env:LOOKALIKE_ADMIN_KEY,mask,help:admin bearer keys; several (comma-separated) allow rotation"`
-	AdminKeyFile        string        `conf:"env:LOOKALIKE_ADMIN_KEY_FILE,help:file of admin keys one a line (a mounted Secret; re-read when it changes)"`
-	Catalog             string        `conf:"env:GATEWAY_CATALOG,default:products,help:catalog alias queried and written"`
-	CatalogDir          string        `conf:"env:CATALOG_DIR,help:folder that catalog image paths are relative to (empty: only image URLs are served)"`
-	RequestTimeout      time.Duration `conf:"env:GATEWAY_REQUEST_TIMEOUT,default:10s,help:overall deadline of an API request"`
-	PreprocessTimeout   time.Duration `conf:"env:GATEWAY_PREPROCESS_TIMEOUT,default:3s,help:one preprocess attempt"`
-	EmbedTimeout        time.Duration `conf:"env:GATEWAY_EMBED_TIMEOUT,default:5s,help:one embed attempt"`
-	SearchTimeout       time.Duration `conf:"env:GATEWAY_SEARCH_TIMEOUT,default:3s,help:one search attempt"`
-	Retries             int           `conf:"env:GATEWAY_RETRIES,default:2,help:extra attempts per downstream call on another instance (-1: none)"`
-	BreakerFailures     uint32        `conf:"env:GATEWAY_BREAKER_FAILURES,default:5,help:consecutive failures that open an instance's breaker"`
-	BreakerOpen         time.Duration `conf:"env:GATEWAY_BREAKER_OPEN,default:5s,help:time a breaker stays open before a trial request"`
-	ProbeInterval       time.Duration `conf:"env:GATEWAY_PROBE_INTERVAL,default:2s,help:readiness probe period per downstream instance"`
-	ModelsTTL           time.Duration `conf:"env:GATEWAY_MODELS_TTL,default:30s,help:cache time of embed's model list"`
-	MaxUpload           int64         `conf:"env:GATEWAY_MAX_UPLOAD,default:10485760,help:most bytes of an uploaded image or multipart body"`
-	MaxBody             int64         `conf:"env:GATEWAY_MAX_BODY,default:16777216,help:most bytes of any request body"`
-	MaxInFlight         int           `conf:"env:GATEWAY_MAX_IN_FLIGHT,default:64,help:API requests served at once (more are shed with 429)"`
-	QueueWait           time.Duration `conf:"env:GATEWAY_QUEUE_WAIT,default:50ms,help:how long a request may wait for a slot before 429"`
-	RatePerSecond       float64       `conf:"env:GATEWAY_RATE,default:20,help:requests per second per client IP (0: off)"`
-	RateBurst           int           `conf:"env:GATEWAY_RATE_BURST,default:40,help:burst per client IP"`
-	AdminRate           float64       `conf:"env:GATEWAY_ADMIN_RATE,default:200,help:requests per second per admin key (0: off)"`
-	AdminBurst          int           `conf:"env:GATEWAY_ADMIN_BURST,default:400,help:burst per admin key"`
-	TrustForwarded      bool          `conf:"env:GATEWAY_TRUST_FORWARDED,default:false,help:take client IPs from X-Forwarded-For (only behind a proxy)"`
-	FetchMaxBytes       int64         `conf:"env:GATEWAY_FETCH_MAX_BYTES,default:10485760,help:most bytes fetched from an image_url"`
-	FetchTimeout        time.Duration `conf:"env:GATEWAY_FETCH_TIMEOUT,default:5s,help:time limit of an image_url fetch including redirects"`
-	FetchAllowHosts     []string      `conf:"env:GATEWAY_FETCH_ALLOW_HOSTS,help:when set the only host names an image_url may name (whole names; comma-separated)"`
-	DrainDelay          time.Duration `conf:"env:GATEWAY_DRAIN_DELAY,default:5s,help:time NotReady before the listener closes on SIGTERM"`
-	ShutdownTimeout     time.Duration `conf:"env:GATEWAY_SHUTDOWN_TIMEOUT,default:20s,help:graceful shutdown bound"`
+	Addr                 string        `conf:"env:GATEWAY_ADDR,default:127.0.0.1:8080,help:listen address"`
+	DebugAddr            string        `conf:"env:GATEWAY_DEBUG_ADDR,help:pprof listener address (off when empty; never expose it)"`
+	LogLevel             string        `conf:"env:GATEWAY_LOG_LEVEL,default:info,help:debug info warn error"`
+	PreprocessInstances  string        `conf:"env:PREPROCESS_URLS,default:http://127.0.0.1:8081,help:preprocess base URLs (comma-separated)"`
+	EmbedInstances       string        `conf:"env:EMBED_URLS,default:http://127.0.0.1:8082,help:embed base URLs (comma-separated)"`
+	SearchInstances      string        `conf:"env:SEARCH_URLS,default:http://127.0.0.1:8083,help:search base URLs (comma-separated)"`
+	AdminKey             string        `conf:"env:LOOKALIKE_ADMIN_KEY,mask,help:admin bearer keys; several (comma-separated) allow rotation"`
+	AdminKeyFile         string        `conf:"env:LOOKALIKE_ADMIN_KEY_FILE,help:file of admin keys one a line (a mounted Secret; re-read when it changes)"`
+	Catalog              string        `conf:"env:GATEWAY_CATALOG,default:products,help:catalog alias queried and written"`
+	CatalogDir           string        `conf:"env:CATALOG_DIR,help:folder that catalog image paths are relative to (empty: only image URLs are served)"`
+	RequestTimeout       time.Duration `conf:"env:GATEWAY_REQUEST_TIMEOUT,default:10s,help:overall deadline of an API request"`
+	PreprocessTimeout    time.Duration `conf:"env:GATEWAY_PREPROCESS_TIMEOUT,default:3s,help:one preprocess attempt"`
+	EmbedTimeout         time.Duration `conf:"env:GATEWAY_EMBED_TIMEOUT,default:5s,help:one embed attempt"`
+	SearchTimeout        time.Duration `conf:"env:GATEWAY_SEARCH_TIMEOUT,default:3s,help:one search attempt"`
+	Retries              int           `conf:"env:GATEWAY_RETRIES,default:2,help:extra attempts per downstream call on another instance (-1: none)"`
+	BreakerFailures      uint32        `conf:"env:GATEWAY_BREAKER_FAILURES,default:5,help:consecutive failures that open an instance's breaker"`
+	BreakerOpen          time.Duration `conf:"env:GATEWAY_BREAKER_OPEN,default:5s,help:time a breaker stays open before a trial request"`
+	ProbeInterval        time.Duration `conf:"env:GATEWAY_PROBE_INTERVAL,default:2s,help:readiness probe period per downstream instance"`
+	ModelsTTL            time.Duration `conf:"env:GATEWAY_MODELS_TTL,default:30s,help:cache time of embed's model list"`
+	MaxUpload            int64         `conf:"env:GATEWAY_MAX_UPLOAD,default:10485760,help:most bytes of an uploaded image or multipart body"`
+	MaxBody              int64         `conf:"env:GATEWAY_MAX_BODY,default:16777216,help:most bytes of any request body"`
+	MaxInFlight          int           `conf:"env:GATEWAY_MAX_IN_FLIGHT,default:64,help:API requests served at once (more are shed with 429)"`
+	QueueWait            time.Duration `conf:"env:GATEWAY_QUEUE_WAIT,default:50ms,help:how long a request may wait for a slot before 429"`
+	RatePerSecond        float64       `conf:"env:GATEWAY_RATE,default:20,help:requests per second per client IP (0: off)"`
+	RateBurst            int           `conf:"env:GATEWAY_RATE_BURST,default:40,help:burst per client IP"`
+	AdminRate            float64       `conf:"env:GATEWAY_ADMIN_RATE,default:200,help:requests per second per admin key (0: off)"`
+	AdminBurst           int           `conf:"env:GATEWAY_ADMIN_BURST,default:400,help:burst per admin key"`
+	TrustForwarded       bool          `conf:"env:GATEWAY_TRUST_FORWARDED,default:false,help:take client IPs from X-Forwarded-For (only behind a proxy)"`
+	FetchMaxBytes        int64         `conf:"env:GATEWAY_FETCH_MAX_BYTES,default:10485760,help:most bytes fetched from an image_url"`
+	FetchTimeout         time.Duration `conf:"env:GATEWAY_FETCH_TIMEOUT,default:5s,help:time limit of an image_url fetch including redirects"`
+	FetchAllowHosts      []string      `conf:"env:GATEWAY_FETCH_ALLOW_HOSTS,help:when set the only host names an image_url may name (whole names; comma-separated)"`
+	DrainDelay           time.Duration `conf:"env:GATEWAY_DRAIN_DELAY,default:5s,help:time NotReady before the listener closes on SIGTERM"`
+	ShutdownTimeout      time.Duration `conf:"env:GATEWAY_SHUTDOWN_TIMEOUT,default:20s,help:graceful shutdown bound"`
+	CanaryEmbedInstances string        `conf:"env:CANARY_EMBED_URLS,help:embed base URLs of the canary model's own deployment (comma-separated; empty: EMBED_URLS serve it)"`
+	CanaryModel          string        `conf:"env:CANARY_MODEL,help:model a canary start rolls out when the request names none"`
+	CanaryShare          float64       `conf:"env:CANARY_SHARE,default:0.05,help:share of queries a live canary answers (0..1; sticky per Lookalike-Client-Id or client IP)"`
+	CanaryShadowRate     float64       `conf:"env:CANARY_SHADOW_RATE,default:0.05,help:share of the split's stable queries also run on a live canary to compare the spaces (0..1)"`
+	CanaryStateTTL       time.Duration `conf:"env:CANARY_STATE_TTL,default:2s,help:cache time of the rollout state (search aliases) for queries"`
 }
 
 func main() {
 	log := logging.New(os.Stdout, "gateway", slog.LevelInfo)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "canary" {
+		// gateway canary report|start|serve|promote|rollback: a client of a
+		// running gateway's rollout admin API (gateway/CANARY.md).
+		code := canary.RunCLI(ctx, os.Args[2:], os.Stdout, os.Stderr, os.Getenv)
+		stop()
+		os.Exit(code)
+	}
 	if err := run(ctx, log); err != nil {
 		log.Error("gateway stopped", "err", err)
 		os.Exit(1)
@@ -122,7 +135,12 @@ func run(ctx context.Context, log *slog.Logger) error {
 			AdminRate: guard.RateConfig{PerSecond: cfg.AdminRate, Burst: cfg.AdminBurst, TrustForwarded: cfg.TrustForwarded},
 		},
 		Transport: tel.WrapTransport(telemetry.Transport()),
-		Meter:     tel.Meter("lookalike/gateway"),
+		Canary: service.Canary{
+			Embed: service.Hop{URLs: upstream.SplitURLs(cfg.CanaryEmbedInstances), Timeout: cfg.EmbedTimeout},
+			Model: cfg.CanaryModel, Share: cfg.CanaryShare, ShadowRate: cfg.CanaryShadowRate, StateTTL: cfg.CanaryStateTTL,
+			TrustForwarded: cfg.TrustForwarded, Meter: tel.Meter("lookalike/gateway/canary"),
+		},
+		Meter: tel.Meter("lookalike/gateway"),
 	}, log)
 	if err != nil {
 		return fmt.Errorf("assembling the gateway: %w", err)

@@ -283,6 +283,51 @@ func (s *Search) Handler() http.Handler {
 		}
 		writeJSON(w, searchv1.CollectionInfo{Name: name, Catalog: req.Catalog, Model: req.Model, Dim: req.Dim})
 	})
+	// Collections and aliases: what the canary rollout reads and changes.
+	mux.HandleFunc("GET /v1/collections", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		out := searchv1.CollectionList{Collections: []searchv1.CollectionInfo{}}
+		for name, pts := range s.colls {
+			cat, model, _ := strings.Cut(name, "__")
+			out.Collections = append(out.Collections, searchv1.CollectionInfo{Name: name, Catalog: cat, Model: model, Dim: s.dims[name], Count: int64(len(pts))})
+		}
+		writeJSON(w, out)
+	})
+	mux.HandleFunc("GET /v1/aliases", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		out := searchv1.AliasList{Aliases: []searchv1.AliasInfo{}}
+		for a, c := range s.aliases {
+			_, model, _ := strings.Cut(c, "__")
+			out.Aliases = append(out.Aliases, searchv1.AliasInfo{Alias: a, Collection: c, Model: model})
+		}
+		writeJSON(w, out)
+	})
+	mux.HandleFunc("PUT /v1/aliases/{alias}", func(w http.ResponseWriter, r *http.Request) {
+		var req searchv1.SwitchAliasRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.colls[req.Collection]; !ok {
+			apierror.Write(w, apierror.New(404, apierror.CodeNotFound, "no collection %q", req.Collection))
+			return
+		}
+		s.aliases[r.PathValue("alias")] = req.Collection
+		writeJSON(w, searchv1.AliasInfo{Alias: r.PathValue("alias"), Collection: req.Collection})
+	})
+	mux.HandleFunc("DELETE /v1/aliases/{alias}", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.aliases[r.PathValue("alias")]; !ok {
+			apierror.Write(w, apierror.New(404, apierror.CodeNotFound, "no alias %q", r.PathValue("alias")))
+			return
+		}
+		delete(s.aliases, r.PathValue("alias"))
+		writeJSON(w, map[string]any{})
+	})
 	mux.HandleFunc("POST /v1/catalogs/{catalog}/points", func(w http.ResponseWriter, r *http.Request) {
 		s.Calls.Add(1)
 		var req searchv1.UpsertRequest

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/lookalike-dev/lookalike/gateway/internal/adminauth"
+	"github.com/lookalike-dev/lookalike/gateway/internal/canary"
 	"github.com/lookalike-dev/lookalike/gateway/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/gateway/internal/pipeline"
 	"github.com/lookalike-dev/lookalike/gateway/internal/productimage"
@@ -60,9 +61,34 @@ type Config struct {
 	// Transport carries downstream calls (traced in production); nil is
 	// http.DefaultTransport.
 	Transport http.RoundTripper
-	// Chooser picks the model per query (nil: as requested).
+	// Chooser picks the model per query (nil: as requested). The canary
+	// router replaces it unless Canary.Off.
 	Chooser httpapi.ModelChooser
+	// Canary configures model rollouts (gateway/CANARY.md).
+	Canary Canary
 	// Meter, when set, receives the upstream readiness and breaker gauges.
+	Meter metric.Meter
+}
+
+// Canary configures model rollouts: the canary model's own embed
+// deployment (if any), the traffic share and the shadow comparison.
+type Canary struct {
+	// Off leaves the rollout machinery out: queries use the requested or
+	// default model and writes go to one space.
+	Off bool
+	// Embed is the canary model's own embed deployment (no URLs: the
+	// stable embed deployment serves the canary model too).
+	Embed Hop
+	// Model is the model a start without one rolls out.
+	Model string
+	// Share of queries a live canary answers; ShadowRate of the split's
+	// stable queries also run on the canary to compare the spaces.
+	Share, ShadowRate float64
+	// StateTTL is how long the rollout state (search aliases) is cached.
+	StateTTL time.Duration
+	// TrustForwarded takes client IPs from X-Forwarded-For for the split.
+	TrustForwarded bool
+	// Meter exports the rollout metrics (nil: none).
 	Meter metric.Meter
 }
 
@@ -70,8 +96,11 @@ type Config struct {
 type Service struct {
 	Pools    []*upstream.Pool
 	Pipeline *pipeline.Pipeline
-	Deps     httpapi.Deps
-	log      *slog.Logger
+	// Canary routes queries and writes between the stable and canary
+	// models (nil with Config.Canary.Off).
+	Canary *canary.Router
+	Deps   httpapi.Deps
+	log    *slog.Logger
 }
 
 // New assembles the gateway.
@@ -136,6 +165,14 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	s.Deps = httpapi.Deps{Pipeline: s.Pipeline, Fetcher: fetcher, Images: images, Keys: keys,
 		Chooser: cfg.Chooser, Limits: cfg.Limits, Log: log}
+	if !cfg.Canary.Off {
+		// The router is the API's chooser (the split), its backend (each
+		// arm's embedder and space; dual writes) and mounts /v1/canary.
+		if s.Canary, err = s.newCanary(cfg, pool); err != nil {
+			return nil, err
+		}
+		s.Deps.Pipeline, s.Deps.Chooser, s.Deps.Mount = s.Canary, s.Canary, s.Canary.Mount
+	}
 	return s, nil
 }
 
@@ -163,10 +200,51 @@ func (s *Service) Warmup(ctx context.Context) error {
 		ids[i] = m.ID
 	}
 	s.log.InfoContext(ctx, "embed models", "models", ids)
+	if s.Canary != nil {
+		// Best effort: queries see no canary until the aliases can be read.
+		if st, err := s.Canary.State(ctx, true); err != nil {
+			s.log.WarnContext(ctx, "model rollout state not read yet", "err", err)
+		} else {
+			s.log.InfoContext(ctx, "model rollout", "phase", st.Phase, "stable", st.Stable, "canary", st.Canary)
+		}
+	}
 	return nil
 }
 
-// Close releases the catalog folder.
-func (s *Service) Close(context.Context) error {
-	return errors.Join(s.Deps.Images.Close())
+// Close waits for canary shadow queries and releases the catalog folder.
+func (s *Service) Close(ctx context.Context) error {
+	var err error
+	if s.Canary != nil {
+		err = s.Canary.Close(ctx)
+	}
+	return errors.Join(err, s.Deps.Images.Close())
+}
+
+// newCanary builds the rollout router over the stable pipeline plus, when
+// the canary model has its own embed deployment, a pipeline through it.
+func (s *Service) newCanary(cfg Config, pool func(string, Hop) (*upstream.Pool, error)) (*canary.Router, error) {
+	backends := []canary.Backend{s.Pipeline}
+	if len(cfg.Canary.Embed.URLs) > 0 {
+		emb, err := pool("embed-canary", cfg.Canary.Embed)
+		if err != nil {
+			return nil, err
+		}
+		p := s.Pipeline
+		backends = append(backends, &pipeline.Pipeline{Preprocess: p.Preprocess, Search: p.Search,
+			Embed: &embedv1.Client{BaseURL: emb.BaseURL(), HTTP: emb}, Catalog: p.Catalog, ModelsTTL: p.ModelsTTL})
+	}
+	// Alias reads and changes go through their own pool, so they never
+	// count against the query path's breakers.
+	ctl, err := pool("search-control", cfg.Search)
+	if err != nil {
+		return nil, err
+	}
+	m, err := canary.NewMetrics(cfg.Canary.Meter)
+	if err != nil {
+		return nil, fmt.Errorf("canary metrics: %w", err)
+	}
+	return canary.New(canary.Config{
+		Catalog: s.Pipeline.Catalog, Share: cfg.Canary.Share, Model: cfg.Canary.Model, ShadowRate: cfg.Canary.ShadowRate,
+		StateTTL: cfg.Canary.StateTTL, TrustForwarded: cfg.Canary.TrustForwarded,
+	}, backends, canary.SearchSpaces{Client: &searchv1.Client{BaseURL: ctl.BaseURL(), HTTP: ctl}}, m, s.log)
 }
