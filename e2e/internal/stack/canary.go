@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	_ "image/png" // catalog photos
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,7 +30,7 @@ func (s *Stack) AddEmbed(t TB, name string, env ...string) *Proc {
 	}
 	addr := FreeAddr(t)
 	e := []string{"MODEL_DIR=" + s.Env.ModelDir, "ONNXRUNTIME_LIB=" + s.Env.ORTLib, "OTEL_TRACES_EXPORTER=none",
-		"EMBED_ADDR=" + addr, "EMBED_PROVIDER=cpu"}
+		"EMBED_ADDR=" + addr, "EMBED_PROVIDER=cpu", "EMBED_MODELS_DIR=" + filepath.Join(s.Env.Repo, "embed", "models")}
 	p := &Proc{Name: "embed", Addr: addr, Env: append(e, env...), Log: filepath.Join(s.Dir, name+".log"), env: &s.Env}
 	s.Procs[name] = p
 	s.Instances["embed"] = append(s.Instances["embed"], name)
@@ -80,8 +84,8 @@ func (s *Stack) Command(ctx context.Context, timeout time.Duration, bin string, 
 }
 
 // WriteCatalog writes products as a JSONL catalog in dir, with copies of
-// their images next to it (a job resolves image paths inside the catalog's
-// folder), and returns the catalog path.
+// their images (read from catalogDir) next to it, since a job resolves
+// image paths inside the catalog's folder; it returns the catalog path.
 func WriteCatalog(catalogDir, dir string, products []Product) (string, error) {
 	var b bytes.Buffer
 	for _, p := range products {
@@ -89,11 +93,7 @@ func WriteCatalog(catalogDir, dir string, products []Product) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		dst := filepath.Join(dir, p.Image)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(dst, src, 0o644); err != nil {
+		if err := writeFile(filepath.Join(dir, p.Image), src); err != nil {
 			return "", err
 		}
 		line, _ := json.Marshal(p)
@@ -102,6 +102,65 @@ func WriteCatalog(catalogDir, dir string, products []Product) (string, error) {
 	}
 	path := filepath.Join(dir, "catalog.jsonl")
 	return path, os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+func writeFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+// Thumbnails writes a copy of every product image into dir, scaled down
+// (area average) so its longer side is at most maxSide and encoded as JPEG
+// under the same name, and returns dir. Tests that send hundreds of
+// queries on two cores use them: a 6 MB photo costs preprocess far more
+// than the embedder, and the vector spaces do not care.
+func Thumbnails(catalogDir, dir string, products []Product, maxSide int) (string, error) {
+	for _, p := range products {
+		src, err := os.ReadFile(filepath.Join(catalogDir, p.Image))
+		if err != nil {
+			return "", err
+		}
+		img, _, err := image.Decode(bytes.NewReader(src))
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", p.Image, err)
+		}
+		var out bytes.Buffer
+		if err := jpeg.Encode(&out, shrink(img, maxSide), &jpeg.Options{Quality: 92}); err != nil {
+			return "", err
+		}
+		if err := writeFile(filepath.Join(dir, p.Image), out.Bytes()); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// shrink scales img down by an integer factor so its longer side is at
+// most maxSide, averaging each factor x factor block.
+func shrink(img image.Image, maxSide int) image.Image {
+	b := img.Bounds()
+	f := (max(b.Dx(), b.Dy()) + maxSide - 1) / maxSide
+	if f <= 1 {
+		f = 1
+	}
+	w, h := b.Dx()/f, b.Dy()/f
+	out := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			var r, g, bl uint32
+			for dy := range f {
+				for dx := range f {
+					cr, cg, cb, _ := img.At(b.Min.X+x*f+dx, b.Min.Y+y*f+dy).RGBA()
+					r, g, bl = r+cr, g+cg, bl+cb
+				}
+			}
+			n := uint32(f * f)
+			out.SetRGBA(x, y, color.RGBA{uint8(r / n >> 8), uint8(g / n >> 8), uint8(bl / n >> 8), 255})
+		}
+	}
+	return out
 }
 
 // Answer is one search through the gateway, with the arm it took.
