@@ -81,6 +81,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return fmt.Errorf("parsing config: %w", err)
 	}
 	sharedEnvFallback(&cfg)
+	singleModelDefault(&cfg)
 	if err := ortsession.ValidateProvider(cfg.Provider); err != nil {
 		return fmt.Errorf("EMBED_PROVIDER: %w", err)
 	}
@@ -149,6 +150,19 @@ func reloadOnHangup(ctx context.Context, reg *registry.Registry, log *slog.Logge
 			log.InfoContext(ctx, "models reloaded", "models", len(reg.List()))
 		}
 	}
+}
+
+// builtinDefaultModel is the default of --default-model.
+const builtinDefaultModel = "mobilenetv2-int8-v1"
+
+// singleModelDefault makes the only model of EMBED_MODELS the default
+// model when no default was configured: a deployment that serves just one
+// model (the embed-canary deployment of a model rollout) need not repeat it.
+func singleModelDefault(cfg *config) {
+	if os.Getenv("EMBED_DEFAULT_MODEL") != "" || cfg.DefaultModel != builtinDefaultModel || len(cfg.Models) != 1 {
+		return
+	}
+	cfg.DefaultModel = cfg.Models[0]
 }
 
 // sharedEnvFallback reads the project-wide MODEL_DIR and ONNXRUNTIME_LIB
