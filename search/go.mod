@@ -5,7 +5,7 @@ go 1.26.0
 require (
 	github.com/ardanlabs/conf/v3 v3.10.0
 	github.com/google/uuid v1.6.0
-	github.com/labstack/echo/v4 v4.16.0
+	github.com/labstack/echo/v4 v4.16.4
 	github.com/lookalike-dev/lookalike/shared v0.0.0
 	github.com/qdrant/go-client v1.19.0
 	github.com/viterin/vek v0.4.3
