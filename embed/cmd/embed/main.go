@@ -85,7 +85,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err := ortsession.ValidateProvider(cfg.Provider); err != nil {
 		return fmt.Errorf("EMBED_PROVIDER: %w", err)
 	}
-	log = logging.New(os.Stdout, "embed", logging.ParseLevel(cfg.LogLevel))
+	if lvl := logging.ParseLevel(cfg.LogLevel); lvl != slog.LevelInfo {
+		log = logging.New(os.Stdout, "embed", lvl)
+	}
 	if out, err := conf.String(&cfg); err == nil {
 		log.Info("config", "effective", out)
 	}

@@ -129,7 +129,9 @@ func run(ctx context.Context, log *slog.Logger) (int, error) {
 	if cfg.AdminKey == "" {
 		cfg.AdminKey = os.Getenv("LOOKALIKE_ADMIN_KEY") // the suite-wide name
 	}
-	log = logging.New(os.Stderr, "indexer", logging.ParseLevel(cfg.LogLevel))
+	if lvl := logging.ParseLevel(cfg.LogLevel); lvl != slog.LevelInfo {
+		log = logging.New(os.Stderr, "indexer", lvl)
+	}
 	if out, err := conf.String(&cfg); err == nil {
 		log.Debug("config", "effective", out)
 	}

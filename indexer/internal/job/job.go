@@ -56,17 +56,15 @@ type Status struct {
 type Job struct {
 	cfg Config
 
-	mu         sync.Mutex
-	state      string
-	errMsg     string
-	started    time.Time
-	finished   time.Time
-	baseDone   int // items finished before this run (from the report)
-	tr         *tracker
-	lines      int
-	items      int
-	finishedN  atomic.Int64
-	stopReason string // why the run was canceled from inside
+	mu        sync.Mutex
+	state     string
+	errMsg    string
+	started   time.Time
+	finished  time.Time
+	tr        *tracker
+	lines     int
+	items     int
+	finishedN atomic.Int64
 
 	cancel context.CancelCauseFunc
 }

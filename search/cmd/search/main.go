@@ -85,7 +85,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if cfg.Backend != "embedded" && cfg.Backend != "qdrant" {
 		return fmt.Errorf("SEARCH_BACKEND %q: want embedded or qdrant", cfg.Backend)
 	}
-	log = logging.New(os.Stdout, "search", logging.ParseLevel(cfg.LogLevel))
+	if lvl := logging.ParseLevel(cfg.LogLevel); lvl != slog.LevelInfo {
+		log = logging.New(os.Stdout, "search", lvl)
+	}
 	if out, err := conf.String(&cfg); err == nil {
 		log.Info("config", "effective", out)
 	}

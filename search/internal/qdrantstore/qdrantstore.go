@@ -535,6 +535,7 @@ func vectorOf(v *qdrant.VectorsOutput) []float32 {
 	if d := vo.GetDense(); d != nil {
 		return d.GetData()
 	}
+	//lint:ignore SA1019 Qdrant servers before 1.12 still answer in the deprecated field
 	return vo.GetData()
 }
 

@@ -318,6 +318,7 @@ func denseOf(v *qdrant.Vectors) []float32 {
 	if d := vec.GetDense(); d != nil {
 		return d.GetData()
 	}
+	//lint:ignore SA1019 Qdrant servers before 1.12 still answer in the deprecated field
 	return vec.GetData()
 }
 

@@ -28,7 +28,7 @@ func checkFilter(c *collection, f *qdrant.Filter) error {
 			switch k := cond.GetConditionOneOf().(type) {
 			case *qdrant.Condition_Field:
 				fc := k.Field
-				want := []qdrant.FieldType{}
+				var want []qdrant.FieldType
 				switch {
 				case fc.GetRange() != nil:
 					want = []qdrant.FieldType{qdrant.FieldType_FieldTypeFloat, qdrant.FieldType_FieldTypeInteger}
