@@ -2,6 +2,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -28,13 +29,13 @@ func (a *API) Register(e *echo.Echo) {
 	e.GET(searchv1.RouteCollections, a.collections)
 	e.GET(searchv1.RouteCollection, a.collection)
 	e.DELETE(searchv1.RouteCollection, a.dropCollection)
-	e.POST(searchv1.RoutePoints, a.upsert)
+	e.POST(searchv1.RoutePoints, catalogJSON(a.svc.Upsert))
 	e.GET(searchv1.RoutePoint, a.get)
 	e.DELETE(searchv1.RoutePoint, a.delete)
 	e.GET(searchv1.RouteCount, a.count)
-	e.POST(searchv1.RouteSearch, a.search)
-	e.POST(searchv1.RouteRecommend, a.recommend)
-	e.POST(searchv1.RouteDuplicates, a.duplicates)
+	e.POST(searchv1.RouteSearch, catalogJSON(a.svc.Search))
+	e.POST(searchv1.RouteRecommend, catalogJSON(a.svc.Recommend))
+	e.POST(searchv1.RouteDuplicates, catalogJSON(a.svc.Duplicates))
 	e.GET(searchv1.RouteAliases, a.aliases)
 	e.GET(searchv1.RouteAlias, a.alias)
 	e.PUT(searchv1.RouteAlias, a.switchAlias)
@@ -109,22 +110,6 @@ func (a *API) dropCollection(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-func (a *API) upsert(c echo.Context) error {
-	cat, err := param(c, "catalog")
-	if err != nil {
-		return err
-	}
-	var r searchv1.UpsertRequest
-	if err := decode(c, &r); err != nil {
-		return err
-	}
-	out, err := a.svc.Upsert(c.Request().Context(), cat, r)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, out)
-}
-
 func (a *API) get(c echo.Context) error {
 	cat, err := param(c, "catalog")
 	if err != nil {
@@ -162,54 +147,6 @@ func (a *API) count(c echo.Context) error {
 		return err
 	}
 	out, err := a.svc.Count(c.Request().Context(), cat, c.QueryParam(searchv1.ParamModel))
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, out)
-}
-
-func (a *API) search(c echo.Context) error {
-	cat, err := param(c, "catalog")
-	if err != nil {
-		return err
-	}
-	var r searchv1.SearchRequest
-	if err := decode(c, &r); err != nil {
-		return err
-	}
-	out, err := a.svc.Search(c.Request().Context(), cat, r)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, out)
-}
-
-func (a *API) recommend(c echo.Context) error {
-	cat, err := param(c, "catalog")
-	if err != nil {
-		return err
-	}
-	var r searchv1.RecommendRequest
-	if err := decode(c, &r); err != nil {
-		return err
-	}
-	out, err := a.svc.Recommend(c.Request().Context(), cat, r)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, out)
-}
-
-func (a *API) duplicates(c echo.Context) error {
-	cat, err := param(c, "catalog")
-	if err != nil {
-		return err
-	}
-	var r searchv1.DuplicateRequest
-	if err := decode(c, &r); err != nil {
-		return err
-	}
-	out, err := a.svc.Duplicates(c.Request().Context(), cat, r)
 	if err != nil {
 		return err
 	}
@@ -261,4 +198,24 @@ func (a *API) deleteAlias(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// catalogJSON serves a POST on a catalog route: the ":catalog" parameter and
+// a JSON request body go to fn, and its answer is written as JSON.
+func catalogJSON[Req, Resp any](fn func(context.Context, string, Req) (Resp, error)) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		cat, err := param(c, "catalog")
+		if err != nil {
+			return err
+		}
+		var r Req
+		if err := decode(c, &r); err != nil {
+			return err
+		}
+		out, err := fn(c.Request().Context(), cat, r)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, out)
+	}
 }
