@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -69,19 +68,15 @@ func queryLoad(c *stack.Client, imgs [][]byte, skus []string, workers int, stop 
 
 func loadCatalog(t *testing.T, s *stack.Stack, n int) ([]stack.Product, [][]byte, []string) {
 	t.Helper()
-	products, err := stack.ReadJSONL[stack.Product](s.Env.CatalogJL)
+	products, imgs, err := stack.LoadCatalog(s.Env.CatalogJL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	products = products[:min(n, len(products))]
-	var imgs [][]byte
-	var skus []string
-	for _, p := range products {
-		b, err := os.ReadFile(filepath.Join(filepath.Dir(s.Env.CatalogJL), p.Image))
-		if err != nil {
-			t.Fatal(err)
-		}
-		imgs, skus = append(imgs, b), append(skus, p.SKU)
+	n = min(n, len(products))
+	products, imgs = products[:n], imgs[:n]
+	skus := make([]string, n)
+	for i, p := range products {
+		skus[i] = p.SKU
 	}
 	return products, imgs, skus
 }

@@ -46,18 +46,12 @@ func run() error {
 	s.Start(tb)
 	c := stack.NewClient(s.Gateway(), s.AdminKey)
 	catDir := filepath.Dir(s.Env.CatalogJL)
-	products, err := stack.ReadJSONL[stack.Product](s.Env.CatalogJL)
+	products, imgs, err := stack.LoadCatalog(s.Env.CatalogJL)
 	if err != nil {
 		return err
 	}
 	if err := c.IndexAll(catDir, products, 4); err != nil {
 		return err
-	}
-	imgs := make([][]byte, len(products))
-	for i, p := range products {
-		if imgs[i], err = os.ReadFile(filepath.Join(catDir, p.Image)); err != nil {
-			return err
-		}
 	}
 	bad, err := hostile.Corpus(filepath.Join(s.Env.Repo, "e2e", "testdata", "seeds"), filepath.Join(catDir, "bad"))
 	if err != nil {

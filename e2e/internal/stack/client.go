@@ -194,3 +194,19 @@ func (c *Client) Metric(base, name string) (float64, error) {
 	}
 	return 0, fmt.Errorf("metric %s not found at %s", name, base)
 }
+
+// LoadCatalog reads a JSONL catalog and the bytes of each product's photo
+// (paths relative to the catalog's folder).
+func LoadCatalog(catalogJL string) ([]Product, [][]byte, error) {
+	products, err := ReadJSONL[Product](catalogJL)
+	if err != nil {
+		return nil, nil, err
+	}
+	imgs := make([][]byte, len(products))
+	for i, p := range products {
+		if imgs[i], err = os.ReadFile(filepath.Join(filepath.Dir(catalogJL), p.Image)); err != nil {
+			return nil, nil, err
+		}
+	}
+	return products, imgs, nil
+}
