@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"go.opentelemetry.io/otel/metric/noop"
@@ -50,10 +51,13 @@ func Open(ctx context.Context, o Options) (*Embedder, error) {
 		return nil, fmt.Errorf("loading ONNX Runtime: %w", err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	base := ortsession.SessionOptions{Provider: "cpu", IntraOpThreads: o.IntraOpThreads, Log: log}
+	// The service's defaults (ortsession.AutoThreads), so the in-process
+	// reference and the service run inferences alike.
+	intra, workers := ortsession.AutoThreads(o.IntraOpThreads, runtime.GOMAXPROCS(0))
+	base := ortsession.SessionOptions{Provider: "cpu", IntraOpThreads: intra, Log: log}
 	reg := registry.New(registry.Config{
 		SpecDir: o.SpecDir, Models: o.Models, ModelDir: o.ModelDir, DefaultModel: o.DefaultModel,
-		Batching: registry.Batching{MaxBatch: o.MaxBatch, MaxDelay: o.MaxDelay, QueueImages: 1024, Workers: 1},
+		Batching: registry.Batching{MaxBatch: o.MaxBatch, MaxDelay: o.MaxDelay, QueueImages: 1024, Workers: workers},
 		NewEncoder: func(l modelspec.Loaded) (registry.Encoder, error) {
 			return rt.NewSession(l.ONNX, ortsession.OptionsFor(l, base))
 		},

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -43,16 +44,30 @@ func run(ctx context.Context) error {
 	flag.StringVar(&o.ModelDir, "model-dir", env("MODEL_DIR", "../shared/models"), "model file folder")
 	flag.StringVar(&o.Model, "model", "mobilenetv2-int8-v1", "model id")
 	flag.StringVar(&o.Session.Provider, "provider", "cpu", "auto tensorrt cuda cpu")
-	flag.IntVar(&o.Session.IntraOpThreads, "threads", runtime.NumCPU(), "intra-op threads (both sides)")
+	flag.IntVar(&o.Session.IntraOpThreads, "threads", 0, "intra-op threads (both sides; 0: the service's auto rule, 1)")
 	flag.IntVar(&o.Session.InterOpThreads, "inter-threads", 1, "inter-op threads (both sides)")
 	flag.BoolVar(&o.Session.Spinning, "spinning", false, "let idle ORT threads spin (both sides)")
 	flag.IntVar(&o.Batch, "batch", 32, "batch compared")
+	flag.IntVar(&o.Workers, "workers", 0, "concurrent inferences: the service's batcher workers and as many bare sessions at once (0: the service's auto rule, GOMAXPROCS/threads)")
+	flag.IntVar(&o.BatchClients, "batch-clients", 0, "concurrent clients sending batch requests (0: workers+2)")
 	flag.IntVar(&o.Clients, "clients", 32, "concurrent single-image clients")
 	flag.StringVar(&sizes, "bare-sizes", "1,8,32", "bare batch sizes searched for the best throughput")
 	flag.DurationVar(&o.Duration, "duration", 4*time.Second, "time per measurement")
 	flag.IntVar(&o.Rounds, "rounds", 3, "rounds alternating bare and service; the best of each is kept (CPU noise)")
 	flag.DurationVar(&o.MaxDelay, "max-delay", 2*time.Millisecond, "service batching delay")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("creating the CPU profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("starting the CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -63,8 +78,13 @@ func run(ctx context.Context) error {
 	if err := ortsession.ValidateProvider(o.Session.Provider); err != nil {
 		return err
 	}
-	fmt.Printf("model %s, provider %s, intra-op threads %d, inter-op %d, %s per measurement, GOMAXPROCS %d\n",
-		o.Model, o.Session.Provider, o.Session.IntraOpThreads, o.Session.InterOpThreads, o.Duration, runtime.GOMAXPROCS(0))
+	intra, workers := ortsession.AutoThreads(o.Session.IntraOpThreads, runtime.GOMAXPROCS(0))
+	o.Session.IntraOpThreads = intra
+	if o.Workers <= 0 {
+		o.Workers = workers
+	}
+	fmt.Printf("model %s, provider %s, intra-op threads %d, inter-op %d, workers %d, %s per measurement, GOMAXPROCS %d\n",
+		o.Model, o.Session.Provider, o.Session.IntraOpThreads, o.Session.InterOpThreads, o.Workers, o.Duration, runtime.GOMAXPROCS(0))
 	rep, err := benchmark.Run(ctx, o)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -45,7 +46,7 @@ type config struct {
 	ORTLib           string `conf:"default:.cache/onnxruntime/libonnxruntime.so.1,help:ONNX Runtime shared library (ONNXRUNTIME_LIB also works)"`
 	Provider         string `conf:"default:auto,help:execution provider: auto (tensorrt then cuda then cpu) tensorrt cuda cpu"`
 	DeviceID         int    `conf:"default:0,help:GPU for cuda and tensorrt"`
-	IntraOpThreads   int    `conf:"default:0,help:ONNX Runtime threads within an operator (0: runtime default)"`
+	IntraOpThreads   int    `conf:"default:0,help:ONNX Runtime threads within one inference (0: auto: 1, with one inference per core)"`
 	InterOpThreads   int    `conf:"default:0,help:ONNX Runtime threads across operators (0: runtime default)"`
 	TensorRTCacheDir string `conf:"help:TensorRT engine cache folder (off when empty)"`
 	Spinning         bool   `conf:"default:false,help:let idle ONNX Runtime threads spin (faster alone, worse when request handling shares the cores)"`
@@ -53,7 +54,7 @@ type config struct {
 	MaxBatch         int           `conf:"default:32,help:most images per inference"`
 	MaxDelay         time.Duration `conf:"default:2ms,help:how long a batch waits to fill"`
 	QueueImages      int           `conf:"default:512,help:images waiting per model before 429"`
-	Workers          int           `conf:"default:1,help:concurrent inferences per model"`
+	Workers          int           `conf:"default:0,help:concurrent inferences per model (0: auto: GOMAXPROCS/intra-op threads on the CPU provider and 1 on a GPU)"`
 	MaxRequestImages int           `conf:"default:64,help:most images in one request"`
 	RequestTimeout   time.Duration `conf:"default:30s,help:deadline of a request that sets no Lookalike-Timeout-Ms"`
 	WarmupFullBatch  bool          `conf:"default:true,help:also warm each model up with a full batch"`
@@ -106,13 +107,14 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	log.Info("onnx runtime loaded", "library", cfg.ORTLib, "version", rt.Version())
+	intra, cpuWorkers := ortsession.AutoThreads(cfg.IntraOpThreads, runtime.GOMAXPROCS(0))
 	base := ortsession.SessionOptions{
-		Provider: cfg.Provider, DeviceID: cfg.DeviceID, IntraOpThreads: cfg.IntraOpThreads,
+		Provider: cfg.Provider, DeviceID: cfg.DeviceID, IntraOpThreads: intra,
 		InterOpThreads: cfg.InterOpThreads, TensorRTCacheDir: cfg.TensorRTCacheDir, Spinning: cfg.Spinning, Log: log,
 	}
 	reg := registry.New(registry.Config{
 		SpecDir: cfg.ModelsDir, Models: cfg.Models, ModelDir: cfg.ModelDir, DefaultModel: cfg.DefaultModel,
-		Batching:        registry.Batching{MaxBatch: cfg.MaxBatch, MaxDelay: cfg.MaxDelay, QueueImages: cfg.QueueImages, Workers: cfg.Workers},
+		Batching:        registry.Batching{MaxBatch: cfg.MaxBatch, MaxDelay: cfg.MaxDelay, QueueImages: cfg.QueueImages, Workers: cfg.Workers, CPUWorkers: cpuWorkers},
 		WarmupFullBatch: cfg.WarmupFullBatch,
 		NewEncoder: func(l modelspec.Loaded) (registry.Encoder, error) {
 			return rt.NewSession(l.ONNX, ortsession.OptionsFor(l, base))

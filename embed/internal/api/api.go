@@ -36,8 +36,9 @@ type Config struct {
 
 // Handler serves the embed routes.
 type Handler struct {
-	reg *registry.Registry
-	cfg Config
+	reg    *registry.Registry
+	cfg    Config
+	bodies bodyPool
 }
 
 // New returns the handler.
@@ -123,7 +124,7 @@ func (h *Handler) Embed(c echo.Context) error {
 	}
 
 	maxBody := int64(tensorv1.HeaderSize(len(spec.Input.Shape))) + int64(h.cfg.MaxRequestImages)*int64(spec.ItemBytes())
-	body, err := readBody(req, maxBody)
+	body, err := h.readBody(req, maxBody)
 	if err != nil {
 		return err
 	}
@@ -143,8 +144,12 @@ func (h *Handler) Embed(c echo.Context) error {
 	defer cancel()
 	rows, err := m.Embed(ctx, t.Data, n)
 	if err != nil {
+		// The batcher may still hold the body (a request that ended while
+		// queued): leave it to the garbage collector.
 		return embedError(err, req.Context())
 	}
+	// Every batch that read the body has run: reuse it.
+	h.bodies.put(body)
 
 	hdr := c.Response().Header()
 	hdr.Set(embedv1.HeaderDim, strconv.Itoa(spec.Dim))
@@ -155,14 +160,14 @@ func (h *Handler) Embed(c echo.Context) error {
 	return c.Blob(http.StatusOK, embedv1.EmbeddingsMediaType, embedv1.MarshalVectors(rows))
 }
 
-func readBody(req *http.Request, limit int64) ([]byte, error) {
+func (h *Handler) readBody(req *http.Request, limit int64) ([]byte, error) {
 	if req.ContentLength > limit {
 		return nil, apierror.New(http.StatusRequestEntityTooLarge, apierror.CodePayloadTooLarge, "body of %d bytes is over this model's %d byte limit", req.ContentLength, limit)
 	}
 	var b []byte
 	var err error
 	if req.ContentLength > 0 {
-		b = make([]byte, req.ContentLength)
+		b = h.bodies.get(int(req.ContentLength))
 		_, err = io.ReadFull(req.Body, b)
 	} else {
 		b, err = io.ReadAll(io.LimitReader(req.Body, limit+1))

@@ -3,7 +3,10 @@
 package ortsession
 
 import (
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -13,7 +16,10 @@ import (
 // AdvancedSession with input and output tensors allocated once, run back to
 // back on the same batch for at least dur (and at least 3 runs). It returns
 // images per second. Providers and threads come from o as for NewSession.
-func (r *Runtime) BareThroughput(model []byte, o SessionOptions, input []byte, batch int, dur time.Duration) (float64, string, error) {
+// parallel > 1 runs that many such sessions at once, each from its own
+// goroutine (the reference for a service with several inference workers).
+func (r *Runtime) BareThroughput(model []byte, o SessionOptions, input []byte, batch, parallel int, dur time.Duration) (float64, string, error) {
+	parallel = max(parallel, 1)
 	// Learn the output shape with a dynamic session first.
 	probe, err := r.NewSession(model, o)
 	if err != nil {
@@ -62,39 +68,61 @@ func (r *Runtime) BareThroughput(model []byte, o SessionOptions, input []byte, b
 		return 0, "", fmt.Errorf("bare input tensor: %w", err)
 	}
 	defer in.Destroy()
-	// Bind an output of the graph's rank: logits are [N,dim], the tapped
-	// pooled features [N,dim,1,1].
-	var s *ort.AdvancedSession
+	sessions := make([]*ort.AdvancedSession, parallel)
+	for i := range sessions {
+		s, out, err := bareSession(model, o, so, in, batch, dim)
+		if err != nil {
+			return 0, "", err
+		}
+		defer out.Destroy()
+		defer s.Destroy()
+		sessions[i] = s
+	}
+	var runs atomic.Int64
+	errs := make([]error, parallel)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; n < 3 || time.Since(start) < dur; n++ {
+				if err := s.Run(); err != nil {
+					errs[i] = fmt.Errorf("bare run: %w", err)
+					return
+				}
+				runs.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, "", err
+	}
+	return float64(runs.Load()*int64(batch)) / time.Since(start).Seconds(), provider, nil
+}
+
+// bareSession binds in and an output of the graph's rank: logits are
+// [N,dim], the tapped pooled features [N,dim,1,1].
+func bareSession(model []byte, o SessionOptions, so *ort.SessionOptions, in ort.Value, batch, dim int) (*ort.AdvancedSession, *ort.Tensor[float32], error) {
 	var lastErr error
 	for _, shape := range []ort.Shape{ort.NewShape(int64(batch), int64(dim)), ort.NewShape(int64(batch), int64(dim), 1, 1)} {
 		outT, err := ort.NewEmptyTensor[float32](shape)
 		if err != nil {
-			return 0, "", fmt.Errorf("bare output tensor: %w", err)
+			return nil, nil, fmt.Errorf("bare output tensor: %w", err)
 		}
-		defer outT.Destroy()
 		sess, err := ort.NewAdvancedSessionWithONNXData(model, []string{o.InputName}, []string{o.OutputName}, []ort.Value{in}, []ort.Value{outT}, so)
 		if err != nil {
-			return 0, "", fmt.Errorf("bare session: %w", err)
+			_ = outT.Destroy()
+			return nil, nil, fmt.Errorf("bare session: %w", err)
 		}
 		if lastErr = sess.Run(); lastErr == nil {
-			s = sess
-			break
+			return sess, outT, nil
 		}
 		_ = sess.Destroy()
+		_ = outT.Destroy()
 	}
-	if s == nil {
-		return 0, "", fmt.Errorf("bare run: %w", lastErr)
-	}
-	defer s.Destroy()
-	runs := 0
-	start := time.Now()
-	for runs < 3 || time.Since(start) < dur {
-		if err := s.Run(); err != nil {
-			return 0, "", fmt.Errorf("bare run: %w", err)
-		}
-		runs++
-	}
-	return float64(runs*batch) / time.Since(start).Seconds(), provider, nil
+	return nil, nil, fmt.Errorf("bare run: %w", lastErr)
 }
 
 func dtypeOf(d string) ort.TensorElementDataType {

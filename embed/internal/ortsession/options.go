@@ -108,3 +108,16 @@ func (o SessionOptions) ItemBytes() int {
 	}
 	return n
 }
+
+// AutoThreads resolves the thread settings a zero value leaves to us:
+// intra-op threads 0 becomes 1, and the CPU workers (concurrent inferences
+// when the model runs on the CPU) become cpus/intra, at least 1. Measured on
+// 2 cores with MobileNetV2: two single-threaded inferences at once give
+// 1.3-1.4x the images/s of one inference on two threads, whose per-operator
+// barriers stall whenever request handling takes a core.
+func AutoThreads(intra, cpus int) (intraOut, cpuWorkers int) {
+	if intra <= 0 {
+		intra = 1
+	}
+	return intra, max(1, cpus/intra)
+}

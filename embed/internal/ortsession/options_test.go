@@ -46,3 +46,22 @@ func TestItemBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestAutoThreads(t *testing.T) {
+	tests := []struct {
+		intra, cpus, wantIntra, wantWorkers int
+	}{
+		{0, 2, 1, 2},
+		{0, 16, 1, 16},
+		{2, 2, 2, 1},
+		{4, 2, 4, 1},
+		{3, 8, 3, 2},
+		{0, 0, 1, 1},
+	}
+	for _, tt := range tests {
+		i, w := AutoThreads(tt.intra, tt.cpus)
+		if i != tt.wantIntra || w != tt.wantWorkers {
+			t.Errorf("AutoThreads(%d, %d) = %d, %d; want %d, %d", tt.intra, tt.cpus, i, w, tt.wantIntra, tt.wantWorkers)
+		}
+	}
+}

@@ -35,6 +35,6 @@ func (s *Session) Run([]byte, int) ([]float32, int, error) { return nil, 0, ErrN
 func (s *Session) Close() error { return nil }
 
 // BareThroughput returns ErrNoCgo.
-func (r *Runtime) BareThroughput([]byte, SessionOptions, []byte, int, time.Duration) (float64, string, error) {
+func (r *Runtime) BareThroughput([]byte, SessionOptions, []byte, int, int, time.Duration) (float64, string, error) {
 	return 0, "", ErrNoCgo
 }

@@ -41,7 +41,21 @@ type Batching struct {
 	MaxBatch    int
 	MaxDelay    time.Duration
 	QueueImages int
-	Workers     int
+	// Workers is the concurrent inferences per model; 0 means CPUWorkers
+	// when the model's encoder runs on the CPU and 1 on a GPU.
+	Workers    int
+	CPUWorkers int
+}
+
+// workers resolves Batching.Workers for an encoder on provider.
+func (b Batching) workers(provider string) int {
+	switch {
+	case b.Workers > 0:
+		return b.Workers
+	case provider == "cpu":
+		return max(1, b.CPUWorkers)
+	}
+	return 1
 }
 
 // Config of the registry.
@@ -217,7 +231,7 @@ func (r *Registry) open(ctx context.Context, s modelspec.Spec) (*Model, error) {
 		MaxBatch:    pick(s.Batching.MaxBatch, r.cfg.Batching.MaxBatch),
 		MaxDelay:    r.cfg.Batching.MaxDelay,
 		QueueImages: pick(s.Batching.QueueImages, r.cfg.Batching.QueueImages),
-		Workers:     r.cfg.Batching.Workers,
+		Workers:     r.cfg.Batching.workers(enc.Provider()),
 		ItemBytes:   s.ItemBytes(),
 		Dim:         s.Dim,
 	}

@@ -409,3 +409,39 @@ func norm(v []float32) float64 {
 	}
 	return math.Sqrt(s)
 }
+
+func TestBatchingWorkersByProvider(t *testing.T) {
+	tests := []struct {
+		b        Batching
+		provider string
+		want     int
+	}{
+		{Batching{CPUWorkers: 2}, "cpu", 2},
+		{Batching{CPUWorkers: 2}, "cuda", 1},
+		{Batching{CPUWorkers: 2}, "tensorrt", 1},
+		{Batching{CPUWorkers: 0}, "cpu", 1},
+		{Batching{Workers: 3, CPUWorkers: 2}, "cpu", 3},
+		{Batching{Workers: 3, CPUWorkers: 2}, "cuda", 3},
+	}
+	for _, tt := range tests {
+		if got := tt.b.workers(tt.provider); got != tt.want {
+			t.Errorf("%+v on %s: %d workers, want %d", tt.b, tt.provider, got, tt.want)
+		}
+	}
+	// The registry applies it to each model's batcher.
+	f := &factory{}
+	r := New(Config{ModelDir: testenv.ModelDir(t), SpecDir: testenv.SpecDir(t), DefaultModel: features, NewEncoder: f.new,
+		Batching: Batching{MaxBatch: 8, CPUWorkers: 4}})
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	if err := r.LoadDir(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m, release, err := r.Acquire("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if got := m.Batcher().Config().Workers; got != 1 {
+		t.Errorf("a %q encoder got %d workers, want 1 (CPUWorkers is for the CPU provider only)", "fake", got)
+	}
+}
