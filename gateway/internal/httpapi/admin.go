@@ -35,11 +35,8 @@ func (a *api) parseProduct(c echo.Context, pathSKU string) (productWrite, error)
 		if err != nil {
 			return w, err
 		}
-		defer form.RemoveAll()
 		w.SKU = strings.TrimSpace(firstValue(form.Value["sku"]))
-		if w.Image, err = formFile(form, "image"); err != nil {
-			return w, err
-		}
+		w.Image = form.file("image")
 		if len(form.File["image"]) == 0 && firstValue(form.Value["image"]) != "" {
 			return w, apierror.BadRequest(CodeMissingImage, "the image must be sent as a file part, not a text field")
 		}
@@ -48,11 +45,7 @@ func (a *api) parseProduct(c echo.Context, pathSKU string) (productWrite, error)
 			if w.Metadata, err = parseMetadata(firstValue(vals)); err != nil {
 				return w, err
 			}
-		} else if fhs := form.File["metadata"]; len(fhs) > 0 {
-			b, err := formFile(form, "metadata")
-			if err != nil {
-				return w, err
-			}
+		} else if b := form.file("metadata"); b != nil {
 			w.HasMeta = true
 			if w.Metadata, err = parseMetadata(string(b)); err != nil {
 				return w, err

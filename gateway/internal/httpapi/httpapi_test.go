@@ -254,6 +254,10 @@ func TestBadRequests(t *testing.T) {
 		b, ct := mp(fields, files)
 		return req{method, path, ct, b}
 	}
+	manyParts := map[string]string{}
+	for i := range 70 {
+		manyParts[fmt.Sprintf("f%d", i)] = "x"
+	}
 	cases := []struct {
 		name   string
 		r      req
@@ -261,6 +265,9 @@ func TestBadRequests(t *testing.T) {
 		status int
 		code   string
 	}{
+		{"search multipart too many parts", multipartReq("POST", "/v1/search", manyParts, map[string][]byte{"image": img}), "", 400, "bad_multipart"},
+		{"search multipart text fields too large", multipartReq("POST", "/v1/search", map[string]string{"a": strings.Repeat("x", 600<<10), "b": strings.Repeat("y", 600<<10)}, nil), "", 413, "payload_too_large"},
+		{"search multipart image too large", multipartReq("POST", "/v1/search", nil, map[string][]byte{"image": make([]byte, 2<<20)}), "", 413, "payload_too_large"},
 		{"search without anything", req{"POST", "/v1/search", "", nil}, "", 400, "missing_image"},
 		{"search multipart without image", multipartReq("POST", "/v1/search", map[string]string{"top_k": "3"}, nil), "", 400, "missing_image"},
 		{"search empty image part", multipartReq("POST", "/v1/search", nil, map[string][]byte{"image": {}}), "", 400, "missing_image"},

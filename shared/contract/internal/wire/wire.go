@@ -48,7 +48,7 @@ func Call(ctx context.Context, d Doer, method, url, contentType string, body []b
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, resp.Header, apierror.FromResponse(resp)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse+1))
+	b, err := readAll(io.LimitReader(resp.Body, MaxResponse+1), resp.ContentLength)
 	if err != nil {
 		return nil, resp.Header, fmt.Errorf("reading %s %s: %w", method, url, err)
 	}
@@ -56,6 +56,30 @@ func Call(ctx context.Context, d Doer, method, url, contentType string, body []b
 		return nil, resp.Header, fmt.Errorf("%s %s: response over %d bytes", method, url, MaxResponse)
 	}
 	return b, resp.Header, nil
+}
+
+// readAll is io.ReadAll starting from the declared length (a tensor is
+// read into one buffer, not a dozen growing copies); a length over
+// MaxResponse is not trusted for the allocation.
+func readAll(r io.Reader, declared int64) ([]byte, error) {
+	size := 512
+	if declared > 0 && declared <= MaxResponse {
+		size = int(declared) + 1 // room to see EOF without growing
+	}
+	b := make([]byte, 0, size)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // JSON sends in as JSON (when not nil) and decodes a 2xx body into out (when not nil).
