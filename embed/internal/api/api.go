@@ -157,7 +157,9 @@ func (h *Handler) Embed(c echo.Context) error {
 	if wantsJSON(req.Header.Get(echo.HeaderAccept)) {
 		return c.JSON(http.StatusOK, embedv1.EmbedResponse{ModelID: spec.ID, ModelVersion: spec.Version, Dim: spec.Dim, Embeddings: rows})
 	}
-	return c.Blob(http.StatusOK, embedv1.EmbeddingsMediaType, embedv1.MarshalVectors(rows))
+	out := embedv1.MarshalVectors(rows)
+	hdr.Set(echo.HeaderContentLength, strconv.Itoa(len(out))) // one read buffer on the caller's side
+	return c.Blob(http.StatusOK, embedv1.EmbeddingsMediaType, out)
 }
 
 func (h *Handler) readBody(req *http.Request, limit int64) ([]byte, error) {

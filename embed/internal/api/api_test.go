@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -119,6 +120,17 @@ func TestEmbedBinary(t *testing.T) {
 		{"", 1, features, 1280},
 		{features, 3, features, 1280},
 		{logits, 4, logits, 1000},
+	}
+	// Binary answers declare their length (callers size one buffer from it).
+	body, _ := tensorv1.Marshal(images(2, tensorv1.Float32))
+	resp, err := http.Post(ev.srv.URL+embedv1.RouteEmbed, tensorv1.MediaType, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(b)) || len(b) == 0 {
+		t.Fatalf("status %d, Content-Length %d for %d bytes", resp.StatusCode, resp.ContentLength, len(b))
 	}
 	for _, tc := range tests {
 		t.Run(tc.wantID, func(t *testing.T) {

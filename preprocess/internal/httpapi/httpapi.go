@@ -13,6 +13,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,9 +65,15 @@ func tooLarge(n int64) *apierror.Error {
 		"the image is over the %d byte limit", n)
 }
 
-// readLimited reads at most max bytes; more is image_too_large.
-func readLimited(r io.Reader, max int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
+// readLimited reads at most max bytes; more is image_too_large. A declared
+// length within max sizes the buffer, so an upload is read into one
+// allocation instead of a dozen growing copies.
+func readLimited(r io.Reader, max, declared int64) ([]byte, error) {
+	size := 512
+	if declared > 0 && declared <= max {
+		size = int(declared) + 1 // room to see EOF without growing
+	}
+	b, err := readInto(make([]byte, 0, size), io.LimitReader(r, max+1))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, apierror.New(http.StatusRequestEntityTooLarge, apierror.CodePayloadTooLarge, "request body is over the %d byte limit", mbe.Limit)
@@ -78,6 +85,23 @@ func readLimited(r io.Reader, max int64) ([]byte, error) {
 		return nil, tooLarge(max)
 	}
 	return b, nil
+}
+
+// readInto is io.ReadAll appending to b.
+func readInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 func wantsJSON(c echo.Context) bool {
@@ -98,7 +122,7 @@ func (h *Handler) preprocess(c echo.Context) error {
 		return err
 	}
 	// The body is sniffed; its Content-Type is not trusted either way.
-	data, err := readLimited(c.Request().Body, h.cfg.MaxBytes)
+	data, err := readLimited(c.Request().Body, h.cfg.MaxBytes, c.Request().ContentLength)
 	if err != nil {
 		return err
 	}
@@ -116,6 +140,9 @@ func (h *Handler) preprocess(c echo.Context) error {
 		return c.JSON(http.StatusOK, preprocessv1.DebugResponse{Facts: r.Facts, Spec: spec, DType: spec.DType, Shape: t.Shape, Data: floats(t)})
 	}
 	c.Response().Header().Set(echo.HeaderContentType, tensorv1.MediaType)
+	// A declared length lets the caller read the tensor into one buffer
+	// (without it a large body goes out chunked).
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(tensorv1.HeaderSize(len(t.Shape))+len(t.Data)))
 	c.Response().WriteHeader(http.StatusOK)
 	if _, err := t.WriteTo(c.Response()); err != nil {
 		return fmt.Errorf("writing tensor: %w", err)
@@ -174,7 +201,7 @@ func (h *Handler) batch(c echo.Context) error {
 		if len(items) == h.cfg.MaxBatchImages {
 			return apierror.BadRequest(apierror.CodeInvalidArgument, "a batch holds at most %d images", h.cfg.MaxBatchImages)
 		}
-		data, err := readLimited(part, h.cfg.MaxBytes)
+		data, err := readLimited(part, h.cfg.MaxBytes, 0)
 		if e, ok := apierror.As(err); ok && e.Code == preprocessv1.CodeImageTooLarge {
 			// This image fails; the batch goes on.
 			if _, derr := io.Copy(io.Discard, part); derr != nil {
@@ -196,5 +223,6 @@ func (h *Handler) batch(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("encoding batch: %w", err)
 	}
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 	return c.Blob(http.StatusOK, preprocessv1.BatchMediaType, body)
 }

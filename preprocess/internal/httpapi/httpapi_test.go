@@ -182,6 +182,9 @@ func TestPreprocessRequests(t *testing.T) {
 			if ct := resp.Header.Get("Content-Type"); ct != tensorv1.MediaType {
 				t.Fatalf("content type %q", ct)
 			}
+			if resp.ContentLength != int64(len(b)) {
+				t.Fatalf("Content-Length %d for a %d byte tensor: callers size their read buffer from it", resp.ContentLength, len(b))
+			}
 			if _, err := tensorv1.Unmarshal(b); err != nil {
 				t.Fatal(err)
 			}
