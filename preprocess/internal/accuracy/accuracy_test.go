@@ -112,17 +112,25 @@ func cosine(a, b []float32) float64 {
 
 // TestFastPathEmbeddingAccuracy compares, on the 1280-d pooled features the
 // embed service returns, every catalog image preprocessed by the fast path
-// (DCT-scaled decode, fused resize) with the same image fully decoded (same
-// decoder) and resized at full resolution with the same filter.
+// (DCT-scaled decode, fused resize) with full-resolution references.
 //
-// The issue asks for cosine >= 0.99 on every image. This int8 model cannot
-// tell that apart from noise: sub-level input noise (uniform +-0.3 8-bit
-// levels) already gives ~0.98, and imaging's own Linear vs Lanczos3 at full
-// resolution gives 0.96 on some photos (measured with this model while
-// writing this test; see the README).
-// So the test asserts what search needs and the model can show: every fast
-// embedding retrieves its own reference first among all 50, by a margin,
-// with a per-image floor; it logs how many images reach 0.99.
+// The issue asks for cosine >= 0.99 on every image against "a full decode
+// plus a high-quality resize". With this int8 model that bar is below the
+// reference's own noise: two exact full decodes (libjpeg-turbo and Go's
+// image/jpeg, both accurate IDCT, both then Lanczos3 at full resolution)
+// agree only to cosine 0.970 on the worst catalog photo and 0.983 at the
+// median, because the model quantises its input to 8 bits and sub-level
+// differences flip whole activations. So the test measures that noise floor
+// in the same run and asserts, per mode:
+//   - high-accuracy (Lanczos3, the issue's reference filter): the fast path is
+//     no further from the libjpeg-turbo reference than Go's exact decoder is
+//     (worst within 0.01 of the floor's worst, median at least the floor's);
+//   - default (bilinear, the model's documented filter): against a full
+//     decode with the same filter, a floor of 0.90;
+//   - both: every fast embedding retrieves its own reference first among all
+//     50, by a margin of at least 0.05.
+//
+// It logs how many images reach 0.99.
 func TestFastPathEmbeddingAccuracy(t *testing.T) {
 	m := newModel(t)
 	dir := filepath.Join(sharedDir(t), "catalog", "images")
@@ -132,19 +140,17 @@ func TestFastPathEmbeddingAccuracy(t *testing.T) {
 	}
 	hq := preprocessv1.ImageNet()
 	hq.Interpolation = "lanczos3"
-	modes := []struct {
-		name  string
-		spec  preprocessv1.Spec
-		floor float64
-	}{
-		{"default", preprocessv1.ImageNet(), 0.90},
-		{"high-accuracy", hq, 0.95},
-	}
 	fast, err := preprocessor.New(preprocessor.Options{NoHash: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	full, err := preprocessor.New(preprocessor.Options{NoHash: true, DecodeRatio: math.Inf(1), HQDecodeRatio: math.Inf(1)}, nil)
+	exact := preprocessor.Options{NoHash: true, DecodeRatio: math.Inf(1), HQDecodeRatio: math.Inf(1)}
+	full, err := preprocessor.New(exact, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exact.PureGo = true
+	fullGo, err := preprocessor.New(exact, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,24 +179,60 @@ func TestFastPathEmbeddingAccuracy(t *testing.T) {
 		}
 		return m.features(t, v)
 	}
+	stats := func(cs []float64) (worst, median float64) {
+		s := append([]float64(nil), cs...)
+		sort.Float64s(s)
+		return s[0], s[len(s)/2]
+	}
+
+	// The noise floor: Go's exact decoder against libjpeg-turbo's, Lanczos3.
+	hqRefs := make([][]float32, len(images))
+	var floor []float64
+	for i, b := range images {
+		hqRefs[i] = embed(full, b, hq)
+		floor = append(floor, cosine(embed(fullGo, b, hq), hqRefs[i]))
+	}
+	floorWorst, floorMedian := stats(floor)
+	t.Logf("noise floor (two exact decoders, Lanczos3): worst %.4f, median %.4f", floorWorst, floorMedian)
+
+	modes := []struct {
+		name  string
+		spec  preprocessv1.Spec
+		check func(t *testing.T, worst, median float64)
+	}{
+		{"default", preprocessv1.ImageNet(), func(t *testing.T, worst, _ float64) {
+			if worst < 0.90 {
+				t.Errorf("worst cosine %.4f against a full decode with the same filter, want >= 0.90", worst)
+			}
+		}},
+		{"high-accuracy", hq, func(t *testing.T, worst, median float64) {
+			if worst < floorWorst-0.01 || median < floorMedian {
+				t.Errorf("fast path worst %.4f, median %.4f against the full decode; the second exact decoder gives %.4f, %.4f: want worst within 0.01 and median at least as high",
+					worst, median, floorWorst, floorMedian)
+			}
+		}},
+	}
 	for _, md := range modes {
 		t.Run(md.name, func(t *testing.T) {
-			refs := make([][]float32, len(images))
-			fasts := make([][]float32, len(images))
-			for i, b := range images {
-				refs[i], fasts[i] = embed(full, b, md.spec), embed(fast, b, md.spec)
+			refs := hqRefs
+			if md.spec.Interpolation != hq.Interpolation {
+				refs = make([][]float32, len(images))
+				for i, b := range images {
+					refs[i] = embed(full, b, md.spec)
+				}
 			}
+			fasts := make([][]float32, len(images))
 			var cs []float64
 			at99 := 0
-			for i := range images {
+			for i, b := range images {
+				fasts[i] = embed(fast, b, md.spec)
 				self := cosine(fasts[i], refs[i])
 				cs = append(cs, self)
 				if self >= 0.99 {
 					at99++
 				}
-				if self < md.floor {
-					t.Errorf("%s: cosine %.4f with the full-decode reference, want >= %.2f", names[i], self, md.floor)
-				}
+			}
+			for i := range images {
 				best, bj := -1.0, -1
 				for j := range images {
 					if j == i {
@@ -200,12 +242,13 @@ func TestFastPathEmbeddingAccuracy(t *testing.T) {
 						best, bj = c, j
 					}
 				}
-				if self-best < 0.05 {
-					t.Errorf("%s: own reference %.4f, nearest other %s %.4f: margin under 0.05", names[i], self, names[bj], best)
+				if cs[i]-best < 0.05 {
+					t.Errorf("%s: own reference %.4f, nearest other %s %.4f: margin under 0.05", names[i], cs[i], names[bj], best)
 				}
 			}
-			sort.Float64s(cs)
-			t.Logf("%s: worst cosine %.4f, median %.4f, %d/%d images >= 0.99", md.name, cs[0], cs[len(cs)/2], at99, len(cs))
+			worst, median := stats(cs)
+			md.check(t, worst, median)
+			t.Logf("%s: worst cosine %.4f, median %.4f, %d/%d images >= 0.99", md.name, worst, median, at99, len(cs))
 		})
 	}
 }
