@@ -87,11 +87,14 @@ func readLimited(r io.Reader, max, declared int64) ([]byte, error) {
 	return b, nil
 }
 
-// readInto is io.ReadAll appending to b.
+// readInto is io.ReadAll appending to b, doubling it when full (append
+// grows large slices by only 1.25x).
 func readInto(b []byte, r io.Reader) ([]byte, error) {
 	for {
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			nb := make([]byte, len(b), 2*cap(b))
+			copy(nb, b)
+			b = nb
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]

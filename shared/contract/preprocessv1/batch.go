@@ -18,14 +18,20 @@ func MarshalBatch(meta BatchMeta, t *tensorv1.Tensor) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding batch meta: %w", err)
 	}
-	out := binary.LittleEndian.AppendUint32(nil, uint32(len(mj)))
-	out = append(out, mj...)
+	size := 4 + len(mj)
 	if t != nil {
-		tb, err := tensorv1.Marshal(*t)
-		if err != nil {
+		if err := t.Validate(); err != nil {
 			return nil, fmt.Errorf("encoding batch tensor: %w", err)
 		}
-		out = append(out, tb...)
+		size += tensorv1.HeaderSize(len(t.Shape)) + len(t.Data)
+	}
+	// One buffer of the final size: the tensor is copied once.
+	out := make([]byte, 0, size)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(mj)))
+	out = append(out, mj...)
+	if t != nil {
+		out = tensorv1.AppendHeader(out, t.DType, t.Shape)
+		out = append(out, t.Data...)
 	}
 	return out, nil
 }
