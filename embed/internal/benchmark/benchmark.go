@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -141,7 +142,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	for round := 1; round <= max(1, o.Rounds); round++ {
 		fmt.Fprintf(o.Out, "round %d\n", round)
 		for _, b := range sizes {
+			cpu := startCPU()
 			ips, provider, err := rt.BareThroughput(l.ONNX, sopts, input[:b*item], b, workers, o.Duration)
+			cores := cpu()
 			if err != nil {
 				return Report{}, fmt.Errorf("bare batch %d: %w", b, err)
 			}
@@ -150,29 +153,35 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			if ips > rep.BestBare {
 				rep.BestBare, rep.BestBareBatch = ips, b
 			}
-			fmt.Fprintf(o.Out, "  bare onnxruntime_go    batch %3d: %8.1f images/s\n", b, ips)
+			fmt.Fprintf(o.Out, "  bare onnxruntime_go    batch %3d: %8.1f images/s (%.2f cores busy)\n", b, ips, cores)
 		}
 		// The registry model directly (batcher, no HTTP), then over HTTP.
+		cpu := startCPU()
 		ips, err := direct(ctx, m, batchT, workers+1, o.Duration)
+		cores := cpu()
 		if err != nil {
 			return Report{}, fmt.Errorf("service batch %d without HTTP: %w", o.Batch, err)
 		}
 		rep.ServiceBatchNoHTTP = max(rep.ServiceBatchNoHTTP, ips)
-		fmt.Fprintf(o.Out, "  batcher (no HTTP)      batch %3d: %8.1f images/s (%d callers)\n", o.Batch, ips, workers+1)
+		fmt.Fprintf(o.Out, "  batcher (no HTTP)      batch %3d: %8.1f images/s (%d callers, %.2f cores busy)\n", o.Batch, ips, workers+1, cores)
+		cpu = startCPU()
 		ips, _, err = drive(ctx, client, batchT, batchClients, o.Duration, m.Batcher().Stats)
+		cores = cpu()
 		if err != nil {
 			return Report{}, fmt.Errorf("service batch %d: %w", o.Batch, err)
 		}
 		rep.ServiceBatch = max(rep.ServiceBatch, ips)
-		fmt.Fprintf(o.Out, "  service (HTTP)         batch %3d: %8.1f images/s (%d clients)\n", o.Batch, ips, batchClients)
+		fmt.Fprintf(o.Out, "  service (HTTP)         batch %3d: %8.1f images/s (%d clients, %.2f cores busy)\n", o.Batch, ips, batchClients, cores)
+		cpu = startCPU()
 		ips, mean, err := drive(ctx, client, single, o.Clients, o.Duration, m.Batcher().Stats)
+		cores = cpu()
 		if err != nil {
 			return Report{}, fmt.Errorf("service single images: %w", err)
 		}
 		if ips > rep.ServiceSingle {
 			rep.ServiceSingle, rep.SingleBatches = ips, mean
 		}
-		fmt.Fprintf(o.Out, "  service (HTTP) %3d clients x 1: %8.1f images/s (mean batch %.1f)\n", o.Clients, ips, mean)
+		fmt.Fprintf(o.Out, "  service (HTTP) %3d clients x 1: %8.1f images/s (mean batch %.1f, %.2f cores busy)\n", o.Clients, ips, mean, cores)
 	}
 	return rep, nil
 }
@@ -324,4 +333,22 @@ func direct(ctx context.Context, m *registry.Model, t tensorv1.Tensor, callers i
 		return 0, err
 	}
 	return float64(images.Load()) / time.Since(start).Seconds(), nil
+}
+
+// startCPU starts measuring this process's CPU time (every thread, ONNX
+// Runtime's included); the returned func gives the cores busy on average
+// since, which tells a slower run that waited from one that worked more.
+func startCPU() func() float64 {
+	c0, t0 := processCPU(), time.Now()
+	return func() float64 {
+		return (processCPU() - c0).Seconds() / time.Since(t0).Seconds()
+	}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
