@@ -18,6 +18,7 @@ import (
 	"github.com/lookalike-dev/lookalike/gateway/internal/pipeline"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+	"github.com/lookalike-dev/lookalike/shared/readall"
 )
 
 // Codes of the gateway's own refusals.
@@ -215,7 +216,7 @@ func (r searchRequest) toQuery() (pipeline.Query, error) {
 
 // readBody reads a limited request body, mapping the limit to a 413.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
-	b, err := readAllHint(http.MaxBytesReader(nil, r.Body, limit), sizeHint(r.ContentLength, limit))
+	b, err := readall.ReadAll(http.MaxBytesReader(nil, r.Body, limit), sizeHint(r.ContentLength, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -227,31 +228,13 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 }
 
 // sizeHint is the buffer to start reading a body of declared length cl
-// with: all of it when it is declared and within limit, so a photo is read
-// in one allocation instead of a dozen growing copies.
+// with: all of it (and a byte to see EOF) when it is declared and within
+// limit, so a photo is read in one allocation.
 func sizeHint(cl, limit int64) int {
 	if cl > 0 && cl <= limit {
-		return int(cl)
+		return int(cl) + 1
 	}
 	return 0
-}
-
-// readAllHint is io.ReadAll starting from a buffer of capacity hint.
-func readAllHint(r io.Reader, hint int) ([]byte, error) {
-	b := make([]byte, 0, max(hint, 512))
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
 }
 
 func tooLarge(limit int64) *apierror.Error {
@@ -325,7 +308,7 @@ func multipartForm(r *http.Request, limit int64) (*form, error) {
 			f.Value[name] = append(f.Value[name], string(b))
 			continue
 		}
-		b, err := readAllHint(p, hint)
+		b, err := readall.ReadAll(p, hint)
 		if err != nil {
 			return nil, bad(err)
 		}

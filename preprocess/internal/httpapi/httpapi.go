@@ -23,6 +23,7 @@ import (
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
+	"github.com/lookalike-dev/lookalike/shared/readall"
 
 	"github.com/lookalike-dev/lookalike/preprocess/internal/preprocessor"
 )
@@ -69,11 +70,11 @@ func tooLarge(n int64) *apierror.Error {
 // length within max sizes the buffer, so an upload is read into one
 // allocation instead of a dozen growing copies.
 func readLimited(r io.Reader, max, declared int64) ([]byte, error) {
-	size := 512
+	hint := 0
 	if declared > 0 && declared <= max {
-		size = int(declared) + 1 // room to see EOF without growing
+		hint = int(declared) + 1 // room to see EOF without growing
 	}
-	b, err := readInto(make([]byte, 0, size), io.LimitReader(r, max+1))
+	b, err := readall.ReadAll(io.LimitReader(r, max+1), hint)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, apierror.New(http.StatusRequestEntityTooLarge, apierror.CodePayloadTooLarge, "request body is over the %d byte limit", mbe.Limit)
@@ -85,26 +86,6 @@ func readLimited(r io.Reader, max, declared int64) ([]byte, error) {
 		return nil, tooLarge(max)
 	}
 	return b, nil
-}
-
-// readInto is io.ReadAll appending to b, doubling it when full (append
-// grows large slices by only 1.25x).
-func readInto(b []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			nb := make([]byte, len(b), 2*cap(b))
-			copy(nb, b)
-			b = nb
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
 }
 
 func wantsJSON(c echo.Context) bool {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/readall"
 )
 
 // Doer sends requests; *http.Client is one. Callers add tracing, balancing,
@@ -58,32 +59,14 @@ func Call(ctx context.Context, d Doer, method, url, contentType string, body []b
 	return b, resp.Header, nil
 }
 
-// readAll is io.ReadAll starting from the declared length (a tensor is
-// read into one buffer, not a dozen growing copies); a length over
-// MaxResponse is not trusted for the allocation.
+// readAll reads a response into one buffer sized from its declared length;
+// a length over MaxResponse is not trusted for the allocation.
 func readAll(r io.Reader, declared int64) ([]byte, error) {
-	size := 512
+	hint := 0
 	if declared > 0 && declared <= MaxResponse {
-		size = int(declared) + 1 // room to see EOF without growing
+		hint = int(declared) + 1 // room to see EOF without growing
 	}
-	b := make([]byte, 0, size)
-	for {
-		if len(b) == cap(b) {
-			// Double: append grows large slices by only 1.25x, which
-			// reads an undeclared 600 KB tensor in ~30 copies.
-			nb := make([]byte, len(b), 2*cap(b))
-			copy(nb, b)
-			b = nb
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
+	return readall.ReadAll(r, hint)
 }
 
 // JSON sends in as JSON (when not nil) and decodes a 2xx body into out (when not nil).
