@@ -31,7 +31,7 @@ func main() {
 	k := flag.Int("k", 10, "recall@k")
 	m := flag.Int("m", 16, "HNSW M")
 	efc := flag.Int("efc", 200, "HNSW ef_construction")
-	efs := flag.String("ef", "32,64,128", "query ef values to measure")
+	efs := flag.String("ef", "64,128,256", "query ef values to measure (256 is the service default)")
 	threads := flag.Int("threads", runtime.GOMAXPROCS(0), "build threads")
 	graph := flag.String("graph", "", "graph file: loaded when present (same flags, same generated data), else built and saved there")
 	flag.Parse()
