@@ -168,6 +168,11 @@ func TestBrowserSearchAndMoreLikeThis(t *testing.T) {
 		s, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#status")))
 		return s
 	}
+	// Record the headers of the page's queries (the canary split keys on
+	// Lookalike-Client-Id).
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { window.__sent = []; const f = window.fetch; window.fetch = (u, o) => { window.__sent.push((o && o.headers) || {}); return f(u, o); }; return true; })()`)); err != nil {
+		t.Fatalf("wrapping fetch: %v", err)
+	}
 	err := chromedp.Do(ctx,
 		chromedp.WaitReady(chromedp.CSS("#drop")),
 		chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{filepath.Join(dir, target.Image)}, chromedp.NodeReady),
@@ -175,6 +180,10 @@ func TestBrowserSearchAndMoreLikeThis(t *testing.T) {
 	)
 	if err != nil {
 		t.Fatalf("upload search: %v (status %q)", err, status())
+	}
+	sent, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[window.__sent.length ? (window.__sent[0]["Lookalike-Client-Id"] || "") : "none", localStorage.getItem("lookalike-client-id") || ""]`))
+	if err != nil || len(sent) != 2 || len(sent[0]) != 32 || sent[0] != sent[1] {
+		t.Fatalf("[header sent, id stored] = %q (%v): want the same 32 hex digits twice", sent, err)
 	}
 	first, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS("#results .result:first-child"), "data-sku"))
 	if err != nil || first.Value != target.SKU {

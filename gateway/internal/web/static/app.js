@@ -19,7 +19,26 @@
     status.className = isError ? "error" : "";
   }
 
+  // A stable random id per browser, sent with every query so that a canary
+  // split keeps this shopper on one model (without it the gateway keys the
+  // split on the IP address, which many shoppers can share).
+  const clientID = (() => {
+    try {
+      let id = localStorage.getItem("lookalike-client-id");
+      if (!id) {
+        const b = crypto.getRandomValues(new Uint8Array(16)); // also in plain-http contexts
+        id = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+        localStorage.setItem("lookalike-client-id", id);
+      }
+      return id;
+    } catch (e) {
+      return ""; // storage disabled: the gateway falls back to the IP
+    }
+  })();
+
   async function run(label, body, headers) {
+    headers = Object.assign({}, headers);
+    if (clientID) headers["Lookalike-Client-Id"] = clientID;
     say(label + "…");
     results.setAttribute("aria-busy", "true");
     try {
