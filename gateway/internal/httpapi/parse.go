@@ -229,13 +229,18 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 
 // sizeHint is the buffer to start reading a body of declared length cl
 // with: all of it (and a byte to see EOF) when it is declared and within
-// limit, so a photo is read in one allocation.
+// limit, so a photo is read in one allocation; at most maxHint up front, so
+// a client that declares a large body and sends nothing costs little.
 func sizeHint(cl, limit int64) int {
 	if cl > 0 && cl <= limit {
-		return int(cl) + 1
+		return int(min(cl+1, maxHint))
 	}
 	return 0
 }
+
+// maxHint bounds the memory a declared Content-Length reserves before the
+// bytes arrive; bigger bodies grow by doubling as they come.
+const maxHint = 4 << 20
 
 func tooLarge(limit int64) *apierror.Error {
 	return apierror.New(http.StatusRequestEntityTooLarge, apierror.CodePayloadTooLarge, "request body is over the %d byte limit", limit)

@@ -72,7 +72,9 @@ func tooLarge(n int64) *apierror.Error {
 func readLimited(r io.Reader, max, declared int64) ([]byte, error) {
 	hint := 0
 	if declared > 0 && declared <= max {
-		hint = int(declared) + 1 // room to see EOF without growing
+		// Room to see EOF without growing; at most 8 MiB before the bytes
+		// arrive (larger bodies grow by doubling).
+		hint = int(min(declared+1, 8<<20))
 	}
 	b, err := readall.ReadAll(io.LimitReader(r, max+1), hint)
 	var mbe *http.MaxBytesError
