@@ -27,7 +27,7 @@ func TestBodyPool(t *testing.T) {
 		}
 	}
 	// Buffers the pool did not make are ignored, not recycled with a wrong class.
-	p.put(make([]byte, 3, 3))
+	p.put(make([]byte, 3)) // cap 3: not a power of two
 	if b := p.get(3); cap(b) != 4 {
 		t.Errorf("a foreign buffer of cap 3 came back for get(3): cap %d", cap(b))
 	}
