@@ -28,3 +28,18 @@ func ReadAll(r io.Reader, hint int) ([]byte, error) {
 		}
 	}
 }
+
+// Hint is the capacity to start reading a body of declared length with
+// (a Content-Length; 0 or -1 when unknown): all of it and a byte to see EOF
+// when it is declared and at most limit, but no more than reserve before the
+// bytes arrive (0: no cap), so a client that declares a large body and sends
+// nothing costs little. Otherwise 0: ReadAll's default.
+func Hint(declared, limit, reserve int64) int {
+	if declared <= 0 || declared > limit {
+		return 0
+	}
+	if reserve > 0 {
+		return int(min(declared+1, reserve))
+	}
+	return int(declared + 1)
+}

@@ -40,3 +40,22 @@ func TestReadAll(t *testing.T) {
 		t.Errorf("read error %v, want it passed on", err)
 	}
 }
+
+func TestHint(t *testing.T) {
+	tests := []struct {
+		declared, limit, reserve int64
+		want                     int
+	}{
+		{-1, 20 << 20, 4 << 20, 0},             // undeclared
+		{0, 20 << 20, 4 << 20, 0},              // empty
+		{1000, 20 << 20, 4 << 20, 1001},        // all of it, and a byte to see EOF
+		{30 << 20, 20 << 20, 4 << 20, 0},       // over the limit: refused while reading
+		{20 << 20, 20 << 20, 4 << 20, 4 << 20}, // declared but not yet sent: bounded
+		{20 << 20, 256 << 20, 0, 20<<20 + 1},   // no reserve cap
+	}
+	for _, tt := range tests {
+		if got := Hint(tt.declared, tt.limit, tt.reserve); got != tt.want {
+			t.Errorf("Hint(%d, %d, %d) = %d, want %d", tt.declared, tt.limit, tt.reserve, got, tt.want)
+		}
+	}
+}

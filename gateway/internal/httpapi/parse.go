@@ -216,7 +216,7 @@ func (r searchRequest) toQuery() (pipeline.Query, error) {
 
 // readBody reads a limited request body, mapping the limit to a 413.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
-	b, err := readall.ReadAll(http.MaxBytesReader(nil, r.Body, limit), sizeHint(r.ContentLength, limit))
+	b, err := readall.ReadAll(http.MaxBytesReader(nil, r.Body, limit), readall.Hint(r.ContentLength, limit, maxReserve))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -227,20 +227,9 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// sizeHint is the buffer to start reading a body of declared length cl
-// with: all of it (and a byte to see EOF) when it is declared and within
-// limit, so a photo is read in one allocation; at most maxHint up front, so
-// a client that declares a large body and sends nothing costs little.
-func sizeHint(cl, limit int64) int {
-	if cl > 0 && cl <= limit {
-		return int(min(cl+1, maxHint))
-	}
-	return 0
-}
-
-// maxHint bounds the memory a declared Content-Length reserves before the
-// bytes arrive; bigger bodies grow by doubling as they come.
-const maxHint = 4 << 20
+// maxReserve bounds the memory a declared Content-Length reserves before
+// the bytes arrive; bigger bodies grow by doubling as they come.
+const maxReserve = 4 << 20
 
 func tooLarge(limit int64) *apierror.Error {
 	return apierror.New(http.StatusRequestEntityTooLarge, apierror.CodePayloadTooLarge, "request body is over the %d byte limit", limit)
@@ -285,7 +274,7 @@ func multipartForm(r *http.Request, limit int64) (*form, error) {
 	// reads the socket in 256 KiB syscalls rather than 4 KiB ones.
 	mr := multipart.NewReader(bufio.NewReaderSize(http.MaxBytesReader(nil, r.Body, limit), 256<<10), params["boundary"])
 	f := &form{Value: map[string][]string{}, File: map[string][][]byte{}}
-	hint := sizeHint(r.ContentLength, limit)
+	hint := readall.Hint(r.ContentLength, limit, maxReserve)
 	valueBytes := 0
 	for parts := 0; ; parts++ {
 		p, err := mr.NextPart()

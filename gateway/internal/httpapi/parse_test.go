@@ -82,21 +82,3 @@ func TestMultipartForm(t *testing.T) {
 		})
 	}
 }
-
-func TestSizeHint(t *testing.T) {
-	tests := []struct {
-		cl, limit int64
-		want      int
-	}{
-		{-1, 20 << 20, 0},             // undeclared
-		{0, 20 << 20, 0},              // empty
-		{1000, 20 << 20, 1001},        // all of it, and a byte to see EOF
-		{30 << 20, 20 << 20, 0},       // over the limit: refused while reading
-		{20 << 20, 20 << 20, 4 << 20}, // declared but not yet sent: bounded
-	}
-	for _, tt := range tests {
-		if got := sizeHint(tt.cl, tt.limit); got != tt.want {
-			t.Errorf("sizeHint(%d, %d) = %d, want %d", tt.cl, tt.limit, got, tt.want)
-		}
-	}
-}

@@ -70,13 +70,8 @@ func tooLarge(n int64) *apierror.Error {
 // length within max sizes the buffer, so an upload is read into one
 // allocation instead of a dozen growing copies.
 func readLimited(r io.Reader, max, declared int64) ([]byte, error) {
-	hint := 0
-	if declared > 0 && declared <= max {
-		// Room to see EOF without growing; at most 8 MiB before the bytes
-		// arrive (larger bodies grow by doubling).
-		hint = int(min(declared+1, 8<<20))
-	}
-	b, err := readall.ReadAll(io.LimitReader(r, max+1), hint)
+	// At most 8 MiB reserved before the bytes arrive.
+	b, err := readall.ReadAll(io.LimitReader(r, max+1), readall.Hint(declared, max, 8<<20))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, apierror.New(http.StatusRequestEntityTooLarge, apierror.CodePayloadTooLarge, "request body is over the %d byte limit", mbe.Limit)

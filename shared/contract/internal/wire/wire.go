@@ -49,7 +49,8 @@ func Call(ctx context.Context, d Doer, method, url, contentType string, body []b
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, resp.Header, apierror.FromResponse(resp)
 	}
-	b, err := readAll(io.LimitReader(resp.Body, MaxResponse+1), resp.ContentLength)
+	// One buffer sized from the declared length (a tensor is 600 KB).
+	b, err := readall.ReadAll(io.LimitReader(resp.Body, MaxResponse+1), readall.Hint(resp.ContentLength, MaxResponse, 0))
 	if err != nil {
 		return nil, resp.Header, fmt.Errorf("reading %s %s: %w", method, url, err)
 	}
@@ -57,16 +58,6 @@ func Call(ctx context.Context, d Doer, method, url, contentType string, body []b
 		return nil, resp.Header, fmt.Errorf("%s %s: response over %d bytes", method, url, MaxResponse)
 	}
 	return b, resp.Header, nil
-}
-
-// readAll reads a response into one buffer sized from its declared length;
-// a length over MaxResponse is not trusted for the allocation.
-func readAll(r io.Reader, declared int64) ([]byte, error) {
-	hint := 0
-	if declared > 0 && declared <= MaxResponse {
-		hint = int(declared) + 1 // room to see EOF without growing
-	}
-	return readall.ReadAll(r, hint)
 }
 
 // JSON sends in as JSON (when not nil) and decodes a 2xx body into out (when not nil).
