@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/lookalike-dev/lookalike/shared/benchreport"
+	"github.com/lookalike-dev/lookalike/shared/bodyfile"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 
@@ -97,20 +98,18 @@ func run() error {
 	// generator shares the cores with the services, and a real client on
 	// another machine costs them nothing (nor does the in-process
 	// reference's input).
-	bodyDir, err := os.MkdirTemp(shmDir(), "bench-e2e-bodies-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(bodyDir)
-	bodies, cts, sizes := make([]string, len(imgs)), make([]string, len(imgs)), make([]int64, len(imgs))
+	bodies, cts := make([]bodyfile.File, len(imgs)), make([]string, len(imgs))
 	for i, img := range imgs {
 		b, ct := stack.Multipart(nil, map[string][]byte{"image": img})
-		bodies[i], cts[i], sizes[i] = filepath.Join(bodyDir, fmt.Sprintf("%03d.multipart", i)), ct, int64(b.Len())
-		if err := os.WriteFile(bodies[i], b.Bytes(), 0o600); err != nil {
+		if bodies[i], err = bodyfile.Write(b.Bytes()); err != nil {
 			return err
 		}
+		defer bodies[i].Remove()
+		cts[i] = ct
 	}
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
+	// Enough idle connections for the highest concurrency (the default
+	// keeps two, and the rest would reconnect on every request).
+	c.HTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
 
 	pre, err := preinproc.New()
 	if err != nil {
@@ -162,39 +161,11 @@ func run() error {
 		}
 	}
 	searchHTTP := func(ctx context.Context, i int) error {
-		k := i % len(bodies)
-		f, err := os.Open(bodies[k])
-		if err != nil {
-			return err
+		res, err := c.SearchFile(ctx, bodies[i%len(bodies)], cts[i%len(cts)], "?top_k=10")
+		if err == nil && len(res.Results) == 0 {
+			err = fmt.Errorf("no results")
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Base+"/v1/search?top_k=10", f)
-		if err != nil {
-			f.Close()
-			return err
-		}
-		req.ContentLength = sizes[k]
-		req.Header.Set("Content-Type", cts[k])
-		resp, err := hc.Do(req) // closes f
-		if err != nil {
-			return err
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		st := resp.StatusCode
-		var res stack.SearchResponse
-		if st != http.StatusOK {
-			return fmt.Errorf("search: %d %s", st, b)
-		}
-		if err := json.Unmarshal(b, &res); err != nil {
-			return fmt.Errorf("search response: %w", err)
-		}
-		if len(res.Results) == 0 {
-			return fmt.Errorf("no results")
-		}
-		return nil
+		return err
 	}
 	searchInProc := func(ctx context.Context, i int) error {
 		id, v, err := embedOne(ctx, imgs[i%len(imgs)])
@@ -258,15 +229,6 @@ func run() error {
 		}
 	}
 	return nil
-}
-
-// shmDir is /dev/shm when there is one (files there are memory), else the
-// temp folder.
-func shmDir() string {
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		return "/dev/shm"
-	}
-	return ""
 }
 
 func machine() string {

@@ -3,6 +3,7 @@ package stack
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/lookalike-dev/lookalike/shared/bodyfile"
 )
 
 // Product is one line of the demo catalog.
@@ -113,6 +116,11 @@ func (c *Client) Do(method, path, contentType string, body io.Reader, admin bool
 	if admin {
 		req.Header.Set("Authorization", "Bearer "+c.AdminKey)
 	}
+	return c.send(req)
+}
+
+// send sends req and returns status, body.
+func (c *Client) send(req *http.Request) (int, []byte, http.Header, error) {
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return 0, nil, nil, err
@@ -143,7 +151,20 @@ func (c *Client) IndexProduct(catalogDir string, p Product) error {
 // SearchImage uploads an image to /v1/search.
 func (c *Client) SearchImage(img []byte, query string) (SearchResponse, error) {
 	body, ct := Multipart(nil, map[string][]byte{"image": img})
-	st, b, _, err := c.Do(http.MethodPost, "/v1/search"+query, ct, body, false)
+	return searchResult(c.Do(http.MethodPost, "/v1/search"+query, ct, body, false))
+}
+
+// SearchFile posts a prepared multipart body file (contentType names its
+// boundary) to /v1/search; the file goes out with sendfile(2).
+func (c *Client) SearchFile(ctx context.Context, f bodyfile.File, contentType, query string) (SearchResponse, error) {
+	req, err := f.NewRequest(ctx, http.MethodPost, c.Base+"/v1/search"+query, contentType)
+	if err != nil {
+		return SearchResponse{}, err
+	}
+	return searchResult(c.send(req))
+}
+
+func searchResult(st int, b []byte, _ http.Header, err error) (SearchResponse, error) {
 	if err != nil {
 		return SearchResponse{}, err
 	}

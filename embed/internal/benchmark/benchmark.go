@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +25,7 @@ import (
 	"github.com/lookalike-dev/lookalike/embed/internal/ortsession"
 	"github.com/lookalike-dev/lookalike/embed/internal/registry"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/bodyfile"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 	"github.com/lookalike-dev/lookalike/shared/server"
@@ -196,11 +196,11 @@ func drive(ctx context.Context, client *embedv1.Client, t tensorv1.Tensor, clien
 	if err != nil {
 		return 0, 0, err
 	}
-	path, err := bodyFile(body)
+	f, err := bodyfile.Write(body)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer os.Remove(path)
+	defer f.Remove()
 	url := strings.TrimRight(client.BaseURL, "/") + embedv1.RouteEmbed
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	before := stats()
@@ -216,7 +216,7 @@ func drive(ctx context.Context, client *embedv1.Client, t tensorv1.Tensor, clien
 		go func() {
 			defer wg.Done()
 			for time.Since(start) < dur && ctx.Err() == nil {
-				if err := post(ctx, hc, url, path, int64(len(body))); err != nil {
+				if err := post(ctx, hc, url, f); err != nil {
 					once.Do(func() { firstErr = err; cancel() })
 					return
 				}
@@ -234,39 +234,13 @@ func drive(ctx context.Context, client *embedv1.Client, t tensorv1.Tensor, clien
 	return float64(images.Load()) / took.Seconds(), mean, firstErr
 }
 
-// bodyFile writes body to a file in memory (/dev/shm when there is one).
-func bodyFile(body []byte) (string, error) {
-	dir := "/dev/shm"
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		dir = ""
-	}
-	f, err := os.CreateTemp(dir, "embed-bench-*.tensor")
-	if err != nil {
-		return "", fmt.Errorf("writing the request body file: %w", err)
-	}
-	if _, err := f.Write(body); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", fmt.Errorf("writing the request body file: %w", err)
-	}
-	return f.Name(), f.Close()
-}
-
-// post sends the file at path as the body: an *os.File body goes out with
-// sendfile(2).
-func post(ctx context.Context, hc *http.Client, url, path string, size int64) error {
-	f, err := os.Open(path)
+// post sends the body file (with sendfile(2)).
+func post(ctx context.Context, hc *http.Client, url string, f bodyfile.File) error {
+	req, err := f.NewRequest(ctx, http.MethodPost, url, tensorv1.MediaType)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, f)
-	if err != nil {
-		f.Close()
-		return err
-	}
-	req.ContentLength = size
-	req.Header.Set("Content-Type", tensorv1.MediaType)
-	resp, err := hc.Do(req) // closes f
+	resp, err := hc.Do(req) // closes the body file
 	if err != nil {
 		return err
 	}
