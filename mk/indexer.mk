@@ -12,7 +12,7 @@ bench-index: ## indexer: index ~2,000 generated images through the real services
 	cd $(REPO)/indexer && ONNXRUNTIME_LIB=$(ORT_LIB) MODEL_DIR=$(MODEL_DIR) LOOKALIKE_SHARED=$(SHARED) \
 	  $(GO) run ./cmd/index-bench --bin-dir="$$tmp/bin" --repo=$(REPO) --shared=$(SHARED) --n=$(INDEX_BENCH_N) $(INDEX_BENCH_FLAGS)
 
-test-indexer-extra: ## indexer: race detector on the runner, CLI kill test and admin API; 10 s fuzz of the catalog parser
+test-indexer-extra: ## indexer: race detector on the runner, CLI kill test and admin API; fuzz of the catalog parsers (execution counts: golang/go#75804)
 	cd $(REPO)/indexer && $(GO) test -count=1 -race -skip TestReferenceCatalog ./internal/job/ ./internal/admin/ ./cmd/indexer/
-	cd $(REPO)/shared && $(GO) test -run '^$$' -fuzz FuzzParseJSONLine -fuzztime 10s -parallel 1 ./catalog/
-	cd $(REPO)/shared && $(GO) test -run '^$$' -fuzz FuzzReaderCSV -fuzztime 10s -parallel 1 ./catalog/
+	cd $(REPO)/shared && $(GO) test -run '^$$' -fuzz '^FuzzParseJSONLine$$' -fuzztime 100000x -parallel 1 ./catalog/
+	cd $(REPO)/shared && $(GO) test -run '^$$' -fuzz '^FuzzReaderCSV$$' -fuzztime 80000x -parallel 1 ./catalog/
