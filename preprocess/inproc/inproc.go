@@ -35,3 +35,7 @@ func (p *Processor) Process(ctx context.Context, data []byte, spec preprocessv1.
 	}
 	return tensorv1.Tensor{DType: preprocessor.DType(spec), Shape: spec.Shape(1), Data: r.Data}, nil
 }
+
+// Recycle hands back a tensor's data once nothing refers to it any more,
+// as the service does once its answer is written.
+func (p *Processor) Recycle(t tensorv1.Tensor) { p.p.Recycle(t.Data) }

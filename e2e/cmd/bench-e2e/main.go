@@ -36,12 +36,63 @@ import (
 type Report struct {
 	Machine     string           `json:"machine"`
 	Images      int              `json:"images"`
-	HTTP        []loadgen.Result `json:"http"`
-	InProcess   []loadgen.Result `json:"in_process"`
+	HTTP        []Level `json:"http"`
+	InProcess   []Level `json:"in_process"`
 	BestHTTP    float64          `json:"best_http_rps"`
 	BestInProc  float64          `json:"best_in_process_rps"`
 	Ratio       float64          `json:"ratio"`
 	P99AtBestMs float64          `json:"p99_at_best_ms"`
+}
+
+// Level is one concurrency level's result with the CPU each process spent
+// per answered request: where the time goes.
+type Level struct {
+	loadgen.Result
+	// CPUms is CPU milliseconds per answered request by process: the four
+	// services and "driver" (this process: the load generator, or the whole
+	// pipeline in process).
+	CPUms map[string]float64 `json:"cpu_ms_per_request,omitempty"`
+}
+
+// cpuMeter samples the CPU time of named processes.
+type cpuMeter map[string]func() (time.Duration, error)
+
+func (m cpuMeter) sample() map[string]time.Duration {
+	out := make(map[string]time.Duration, len(m))
+	for name, f := range m {
+		if d, err := f(); err == nil {
+			out[name] = d
+		}
+	}
+	return out
+}
+
+// measure runs one level and charges each process's CPU to its requests.
+func (m cpuMeter) measure(run func() loadgen.Result) Level {
+	before := m.sample()
+	r := run()
+	after := m.sample()
+	l := Level{Result: r, CPUms: map[string]float64{}}
+	answered := float64(r.Requests - r.Errors)
+	for name, b := range before {
+		if a, ok := after[name]; ok && answered > 0 {
+			l.CPUms[name] = float64((a - b).Microseconds()) / 1000 / answered
+		}
+	}
+	return l
+}
+
+// cpuLine formats a level's CPU per request, services first.
+func cpuLine(l Level) string {
+	var parts []string
+	total := 0.0
+	for _, name := range append(append([]string{}, stack.Services...), "driver") {
+		if v, ok := l.CPUms[name]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.1f", name, v))
+			total += v
+		}
+	}
+	return fmt.Sprintf("CPU ms/request: %s = %.1f", strings.Join(parts, ", "), total)
 }
 
 func main() {
@@ -55,6 +106,7 @@ func run() error {
 	concFlag := flag.String("concurrency", "1,2,4,8,16", "client concurrency levels")
 	dur := flag.Duration("duration", 6*time.Second, "time per level")
 	out := flag.String("out", "", "write the JSON report here")
+	svcEnv := flag.String("service-env", "", "extra environment per service, e.g. \"gateway:GOMAXPROCS=1,search:GOMAXPROCS=1\"")
 	rounds := flag.Int("rounds", 2, "rounds; each runs every level through the gateway, then in process, and the best of each level is kept (this machine's CPU is noisy)")
 	profiles := flag.String("profiles", "", "save each service's CPU profile (pprof, taken at the highest concurrency) in this folder")
 	flag.Parse()
@@ -72,6 +124,16 @@ func run() error {
 	defer tb.Close()
 	opts := stack.Options{Extra: map[string][]string{}}
 	debug := map[string]string{}
+	for _, kv := range strings.Split(*svcEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		svc, v, ok := strings.Cut(kv, ":")
+		if !ok || !strings.Contains(v, "=") {
+			return fmt.Errorf("bad -service-env entry %q (want service:NAME=value)", kv)
+		}
+		opts.Extra[svc] = append(opts.Extra[svc], v)
+	}
 	if *profiles != "" {
 		if err := os.MkdirAll(*profiles, 0o755); err != nil {
 			return err
@@ -149,6 +211,7 @@ func run() error {
 		if err != nil {
 			return "", nil, err
 		}
+		pre.Recycle(t) // embedded: the batcher is done with it, as the services recycle theirs
 		return id, rows[0], nil
 	}
 	for i, p := range products {
@@ -181,12 +244,18 @@ func run() error {
 	// Both pipelines are up; the services sit idle (no CPU) while the
 	// in-process reference runs. Rounds alternate so that a slow spell of
 	// the machine does not land on one side only.
-	httpRes := make([]loadgen.Result, len(levels))
-	inprocRes := make([]loadgen.Result, len(levels))
-	keep := func(best []loadgen.Result, i int, r loadgen.Result) {
+	httpRes := make([]Level, len(levels))
+	inprocRes := make([]Level, len(levels))
+	keep := func(best []Level, i int, r Level) {
 		if r.Errors == 0 && r.Throughput > best[i].Throughput {
 			best[i] = r
 		}
+	}
+	// CPU per request by process: the services and this process (the load
+	// generator; in the reference, the whole pipeline).
+	httpCPU, inprocCPU := cpuMeter{"driver": stack.SelfCPUTime}, cpuMeter{"driver": stack.SelfCPUTime}
+	for _, svc := range stack.Services {
+		httpCPU[svc] = s.Procs[svc].CPUTime
 	}
 	for round := 1; round <= max(*rounds, 1); round++ {
 		fmt.Fprintf(os.Stderr, "round %d: HTTP through the gateway (%d photos):\n", round, len(imgs))
@@ -194,14 +263,14 @@ func run() error {
 			if round == 1 && li == len(levels)-1 && len(debug) > 0 {
 				go saveProfiles(debug, *profiles, *dur)
 			}
-			r := loadgen.Run(ctx, n, *dur, 0, searchHTTP)
-			fmt.Fprintf(os.Stderr, "  c=%-3d %7.1f req/s  p50 %6.1f ms  p95 %6.1f ms  p99 %6.1f ms  errors %d\n", n, r.Throughput, r.P50ms, r.P95ms, r.P99ms, r.Errors)
+			r := httpCPU.measure(func() loadgen.Result { return loadgen.Run(ctx, n, *dur, 0, searchHTTP) })
+			fmt.Fprintf(os.Stderr, "  c=%-3d %7.1f req/s  p50 %6.1f ms  p95 %6.1f ms  p99 %6.1f ms  errors %d  %s\n", n, r.Throughput, r.P50ms, r.P95ms, r.P99ms, r.Errors, cpuLine(r))
 			keep(httpRes, li, r)
 		}
 		fmt.Fprintf(os.Stderr, "round %d: in process, no HTTP (same stages):\n", round)
 		for li, n := range levels {
-			r := loadgen.Run(ctx, n, *dur, 0, searchInProc)
-			fmt.Fprintf(os.Stderr, "  c=%-3d %7.1f req/s  p50 %6.1f ms  p95 %6.1f ms  p99 %6.1f ms  errors %d\n", n, r.Throughput, r.P50ms, r.P95ms, r.P99ms, r.Errors)
+			r := inprocCPU.measure(func() loadgen.Result { return loadgen.Run(ctx, n, *dur, 0, searchInProc) })
+			fmt.Fprintf(os.Stderr, "  c=%-3d %7.1f req/s  p50 %6.1f ms  p95 %6.1f ms  p99 %6.1f ms  errors %d  %s\n", n, r.Throughput, r.P50ms, r.P95ms, r.P99ms, r.Errors, cpuLine(r))
 			keep(inprocRes, li, r)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/lookalike-dev/lookalike/embed/internal/batcher"
 	"github.com/lookalike-dev/lookalike/embed/internal/registry"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/bufpool"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 )
@@ -36,9 +37,12 @@ type Config struct {
 
 // Handler serves the embed routes.
 type Handler struct {
-	reg    *registry.Registry
-	cfg    Config
-	bodies bodyPool
+	reg *registry.Registry
+	cfg Config
+	// bodies recycles request bodies: a batch of 32 float32 224x224 images
+	// is 19 MB, and allocating it per request slowed the inferences sharing
+	// the cores by about 10% (measured).
+	bodies bufpool.Pool
 }
 
 // New returns the handler.
@@ -149,7 +153,7 @@ func (h *Handler) Embed(c echo.Context) error {
 		return embedError(err, req.Context())
 	}
 	// Every batch that read the body has run: reuse it.
-	h.bodies.put(body)
+	h.bodies.Put(body)
 
 	hdr := c.Response().Header()
 	hdr.Set(embedv1.HeaderDim, strconv.Itoa(spec.Dim))
@@ -169,7 +173,7 @@ func (h *Handler) readBody(req *http.Request, limit int64) ([]byte, error) {
 	var b []byte
 	var err error
 	if req.ContentLength > 0 {
-		b = h.bodies.get(int(req.ContentLength))
+		b = h.bodies.Get(int(req.ContentLength))
 		_, err = io.ReadFull(req.Body, b)
 	} else {
 		b, err = io.ReadAll(io.LimitReader(req.Body, limit+1))

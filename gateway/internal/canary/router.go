@@ -321,8 +321,19 @@ func (r *Router) shadow(ctx context.Context, st State, q Query, stable pipeline.
 	}
 	r.shadows.Add(1)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShadowTimeout)
+	// The shadow reads the image after the request that owns it is done.
+	if h := q.ImageHold; h != nil {
+		h.Retain()
+	}
 	go func() {
-		defer func() { cancel(); <-r.shadowSlots; r.shadows.Done() }()
+		defer func() {
+			if h := q.ImageHold; h != nil {
+				h.Release()
+			}
+			cancel()
+			<-r.shadowSlots
+			r.shadows.Done()
+		}()
 		q.Model = st.Canary
 		start := time.Now()
 		b, err := r.backendFor(sctx, st.Canary)

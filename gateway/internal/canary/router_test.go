@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,18 +262,26 @@ func TestShadowComparison(t *testing.T) {
 	var sum float64
 	stableN := 0
 	for i := range 300 {
-		img := []byte(fmt.Sprintf("image-%d", i))
-		_, d, err := g.r.Search(ctx, query(fmt.Sprintf("c%d", i), ""), Query{Image: img})
+		name := fmt.Sprintf("image-%d", i)
+		// The image sits in a pooled buffer that the request releases as
+		// soon as it is answered; the next upload would overwrite it. The
+		// shadow must hold it until it has read it.
+		hold := newScribbleHold([]byte(name))
+		_, d, err := g.r.Search(ctx, query(fmt.Sprintf("c%d", i), ""), Query{Image: hold.b, Query: pipeline.Query{ImageHold: hold}})
+		hold.Release()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if d.Arm == Stable {
 			stableN++
-			a, _ := g.stable.rank(modelA, string(img), "", 10)
-			b, _ := g.stable.rank(modelB, string(img), "", 10)
+			a, _ := g.stable.rank(modelA, name, "", 10)
+			b, _ := g.stable.rank(modelB, name, "", 10)
 			sum += OverlapAtK(SKUs(a.Hits), SKUs(b.Hits), 10)
 		}
 		g.r.WaitShadows() // so none is dropped for lack of slots
+		if hold.refs.Load() != 0 {
+			t.Fatalf("query %d: the image is still held after its shadow ended", i)
+		}
 	}
 	_, sh := g.r.metrics.Report()
 	if sh.Runs != int64(stableN) || sh.Errors != 0 || sh.Dropped != 0 {
@@ -524,5 +533,28 @@ func TestSeams(t *testing.T) {
 	models, err := g.r.Models(ctx)
 	if err != nil || len(models) != 2 || !models[0].Default || models[1].Default {
 		t.Fatalf("models of both deployments: %+v %v", models, err)
+	}
+}
+
+// scribbleHold is a pooled buffer's hold that overwrites the bytes when the
+// last holder lets go, as the next upload reusing the buffer would.
+type scribbleHold struct {
+	b    []byte
+	refs atomic.Int32
+}
+
+func newScribbleHold(b []byte) *scribbleHold {
+	h := &scribbleHold{b: b}
+	h.refs.Store(1)
+	return h
+}
+
+func (h *scribbleHold) Retain() { h.refs.Add(1) }
+
+func (h *scribbleHold) Release() {
+	if h.refs.Add(-1) == 0 {
+		for i := range h.b {
+			h.b[i] = 'x'
+		}
 	}
 }

@@ -31,7 +31,7 @@ func (a *api) parseProduct(c echo.Context, pathSKU string) (productWrite, error)
 	}
 	switch mediaType(r) {
 	case "multipart/form-data":
-		form, err := multipartForm(r, a.Limits.MaxUpload)
+		form, err := multipartForm(r, a.Limits.MaxUpload, nil)
 		if err != nil {
 			return w, err
 		}

@@ -100,6 +100,7 @@ type Deps struct {
 
 type api struct {
 	Deps
+	uploads uploadBuffers
 }
 
 // Register adds the gateway's routes to e.
@@ -175,7 +176,8 @@ func (a *api) search(c echo.Context) error {
 	tm := &pipeline.Timings{}
 	ctx := pipeline.WithTimings(c.Request().Context(), tm)
 	defer func() { c.Response().Header().Set("Server-Timing", tm.Header(time.Since(start))) }()
-	in, err := parseSearch(c.Request(), a.Limits.MaxUpload)
+	in, err := parseSearch(c.Request(), a.Limits.MaxUpload, &a.uploads)
+	defer in.release() // after the answer: nothing reads the upload then but holders of Query.ImageHold
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ func FuzzParseSearch(f *testing.F) {
 		r := httptest.NewRequest(http.MethodPost, "/v1/search", bytes.NewReader(body))
 		r.URL.RawQuery = q
 		r.Header.Set("Content-Type", "application/json")
-		in, err := parseSearch(r, 1<<20)
+		in, err := parseSearch(r, 1<<20, nil)
 		if err != nil {
 			e, ok := apierror.As(err)
 			if !ok || e.Status < 400 || e.Status > 499 {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http/httptest"
@@ -55,30 +56,51 @@ func TestMultipartForm(t *testing.T) {
 		{"text fields too large", []part{{"a", "", bytes.Repeat([]byte("x"), 600<<10)}, {"b", "", bytes.Repeat([]byte("y"), 600<<10)}}, false, 4 << 20, CodeBadMultipart, nil, ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, ct := body(tt.parts...)
-			r := httptest.NewRequest("POST", "/v1/search", bytes.NewReader(b))
-			r.Header.Set("Content-Type", ct)
-			if tt.chunked {
-				r.ContentLength = -1
-			}
-			f, err := multipartForm(r, tt.limit)
-			if tt.wantCode != "" {
-				var ae *apierror.Error
-				if !errors.As(err, &ae) || ae.Code != tt.wantCode {
-					t.Fatalf("err %v, want code %s", err, tt.wantCode)
+		for _, pooled := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/pooled=%v", tt.name, pooled), func(t *testing.T) {
+				b, ct := body(tt.parts...)
+				r := httptest.NewRequest("POST", "/v1/search", bytes.NewReader(b))
+				r.Header.Set("Content-Type", ct)
+				if tt.chunked {
+					r.ContentLength = -1
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := f.file("image"); !bytes.Equal(got, tt.wantImage) {
-				t.Errorf("image part: %d bytes, want %d", len(got), len(tt.wantImage))
-			}
-			if got := strings.Join(f.Value["top_k"], ","); got != tt.wantValue {
-				t.Errorf("top_k %q, want %q", got, tt.wantValue)
-			}
-		})
+				var buffers *uploadBuffers
+				if pooled {
+					buffers = &uploadBuffers{}
+				}
+				f, err := multipartForm(r, tt.limit, buffers)
+				if tt.wantCode != "" {
+					var ae *apierror.Error
+					if !errors.As(err, &ae) || ae.Code != tt.wantCode {
+						t.Fatalf("err %v, want code %s", err, tt.wantCode)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := f.file("image"); !bytes.Equal(got, tt.wantImage) {
+					t.Errorf("image part: %d bytes, want %d", len(got), len(tt.wantImage))
+				}
+				if got := strings.Join(f.Value["top_k"], ","); got != tt.wantValue {
+					t.Errorf("top_k %q, want %q", got, tt.wantValue)
+				}
+				h := f.hold("image")
+				if pooled != (h != nil) && tt.wantImage != nil {
+					t.Fatalf("image lease %v with pooled=%v", h, pooled)
+				}
+				if h != nil {
+					h.Retain() // a reader past the request, as a shadow query
+					f.release()
+					if !h.Held() {
+						t.Fatal("the image went back to the pool while a reader held it")
+					}
+					h.Release()
+					if h.Held() {
+						t.Fatal("the image never went back to the pool")
+					}
+				}
+			})
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/x448/float16"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/bufpool"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 
@@ -50,11 +51,14 @@ type Options struct {
 
 // Processor is safe for concurrent use.
 type Processor struct {
-	opt     Options
-	bg      [3]uint8
-	sem     chan struct{}
-	pool    imagedecode.Pool
-	work    sync.Pool
+	opt  Options
+	bg   [3]uint8
+	sem  chan struct{}
+	pool imagedecode.Pool
+	work sync.Pool
+	// rows recycles tensor rows (600 KB each for 224x224 float32) that
+	// callers hand back with Recycle.
+	rows    bufpool.Pool
 	metrics *Metrics
 }
 
@@ -215,7 +219,7 @@ func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.
 	n := spec.Width * spec.Height * 3
 	w.vals = grow(w.vals, n)
 	w.plan.Write(&w.scratch, resample.NormFor(spec.Scale, spec.Mean, spec.Std, spec.ChannelOrder == "BGR", spec.Layout == "NHWC", bg), w.vals)
-	out := encode(w.vals, spec.DType)
+	out := encode(w.vals, spec.DType, &p.rows)
 	p.metrics.resized(ctx, cfg.Format, time.Since(start))
 
 	facts := preprocessv1.Facts{Format: cfg.Format, Width: cfg.Width, Height: cfg.Height, Orientation: cfg.Orientation, Bytes: len(data)}
@@ -252,20 +256,24 @@ func grow[T any](s []T, n int) []T {
 }
 
 // encode writes v little-endian in dtype ("float32" or "float16").
-func encode(v []float32, dtype string) []byte {
+func encode(v []float32, dtype string, pool *bufpool.Pool) []byte {
 	if dtype == "float16" {
-		out := make([]byte, 2*len(v))
+		out := pool.Get(2 * len(v))
 		for i, f := range v {
 			binary.LittleEndian.PutUint16(out[2*i:], float16.Fromfloat32(f).Bits())
 		}
 		return out
 	}
-	out := make([]byte, 4*len(v))
+	out := pool.Get(4 * len(v))
 	for i, f := range v {
 		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
 	}
 	return out
 }
+
+// Recycle hands back a Result's Data once nothing refers to it any more
+// (the answer is written); the next image's row may reuse it.
+func (p *Processor) Recycle(data []byte) { p.rows.Put(data) }
 
 // DType maps the spec dtype to the wire dtype.
 func DType(spec preprocessv1.Spec) tensorv1.DType {
@@ -333,6 +341,7 @@ func (p *Processor) ProcessBatch(ctx context.Context, items []Item, spec preproc
 			f := results[i].Facts
 			st.Facts, st.Row = &f, rows
 			data = append(data, results[i].Data...)
+			p.Recycle(results[i].Data)
 			rows++
 		}
 		meta.Items[i] = st

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lookalike-dev/lookalike/shared/bufpool"
 	"github.com/lookalike-dev/lookalike/shared/contract/internal/wire"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 )
@@ -30,15 +31,25 @@ func (c *Client) url(route string) string { return strings.TrimRight(c.BaseURL, 
 // Embed sends a tensor [N,...] and returns N embeddings from model (empty:
 // the default model). The answer names the model that produced them.
 func (c *Client) Embed(ctx context.Context, t tensorv1.Tensor, model string) (Embeddings, error) {
-	body, err := tensorv1.Marshal(t)
-	if err != nil {
+	return c.EmbedHeld(ctx, t, nil, model)
+}
+
+// EmbedHeld is Embed for a tensor whose buffer hold guards (a pooled
+// buffer): hold is retained while the transport may still read the tensor,
+// which can outlast the call.
+func (c *Client) EmbedHeld(ctx context.Context, t tensorv1.Tensor, hold bufpool.Holder, model string) (Embeddings, error) {
+	// The header and the data go out as two parts: a 600 KB tensor is not
+	// copied into a request buffer first.
+	if err := t.Validate(); err != nil {
 		return Embeddings{}, fmt.Errorf("encoding tensor: %w", err)
 	}
+	hdr := tensorv1.AppendHeader(make([]byte, 0, tensorv1.HeaderSize(len(t.Shape))), t.DType, t.Shape)
 	u := c.url(RouteEmbed)
 	if model != "" {
 		u += "?" + ParamModel + "=" + url.QueryEscape(model)
 	}
-	b, h, err := wire.Call(ctx, c.doer(), http.MethodPost, u, tensorv1.MediaType, body, http.Header{"Accept": {EmbeddingsMediaType}})
+	b, h, err := wire.Send(ctx, c.doer(), wire.Request{Method: http.MethodPost, URL: u, ContentType: tensorv1.MediaType,
+		Parts: [][]byte{hdr, t.Data}, Hold: hold, Header: http.Header{"Accept": {EmbeddingsMediaType}}})
 	if err != nil {
 		return Embeddings{}, err
 	}

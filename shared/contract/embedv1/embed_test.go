@@ -7,8 +7,11 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/bufpool"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 )
 
@@ -54,5 +57,52 @@ func TestClientEmbed(t *testing.T) {
 	_, err = c.Embed(context.Background(), tt, "missing")
 	if apierror.CodeOf(err) != apierror.CodeNotFound {
 		t.Fatalf("err = %v, want not_found", err)
+	}
+}
+
+// The gateway's query path: the tensor read into a pooled buffer is sent
+// on to embed from that buffer, which goes back to the pool only after the
+// caller and the transport both let go of it.
+func TestPooledTensorHandOff(t *testing.T) {
+	want := tensorv1.FromFloat32([]int{1, 3}, []float32{1, 2, 3})
+	pre := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set(preprocessv1.HeaderFacts, `{"format":"png"}`)
+		want.WriteTo(w)
+	}))
+	defer pre.Close()
+	var got []byte
+	emb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = io.ReadAll(r.Body)
+		w.Header().Set(HeaderModelID, "m-v1")
+		w.Header().Set(HeaderDim, "1")
+		w.Header().Set(HeaderCount, "1")
+		w.Write(MarshalVectors([][]float32{{1}}))
+	}))
+	defer emb.Close()
+
+	var pool bufpool.Pool
+	ctx := context.Background()
+	tensor, facts, lease, err := (&preprocessv1.Client{BaseURL: pre.URL}).PreprocessPooled(ctx, []byte("image"), nil, nil, &pool)
+	if err != nil || facts.Format != "png" || lease == nil {
+		t.Fatalf("PreprocessPooled = %v, %+v, lease %v", err, facts, lease)
+	}
+	if _, err := (&Client{BaseURL: emb.URL}).EmbedHeld(ctx, tensor, lease, ""); err != nil {
+		t.Fatal(err)
+	}
+	wantBytes, _ := tensorv1.Marshal(want)
+	if string(got) != string(wantBytes) {
+		t.Fatalf("embed received %x, want %x", got, wantBytes)
+	}
+	if !lease.Held() {
+		t.Fatal("buffer recycled before the caller released it")
+	}
+	lease.Release()
+	deadline := time.Now().Add(5 * time.Second)
+	for lease.Held() {
+		if time.Now().After(deadline) {
+			t.Fatal("buffer never recycled: the transport's hold was not released")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
