@@ -20,7 +20,7 @@ type Processor struct{ p *preprocessor.Processor }
 // New builds a processor with the service defaults (20 MiB, 50 MP, one
 // image per core at once).
 func New() (*Processor, error) {
-	p, err := preprocessor.New(preprocessor.Options{Limits: imagedecode.Limits{MaxBytes: 20 << 20, MaxPixels: 50_000_000}}, nil)
+	p, err := preprocessor.New(preprocessor.Options{Limits: imagedecode.Limits{MaxBytes: 20 << 20, MaxPixels: 50_000_000}, KeepFreedMemory: preprocessor.DefaultKeepFreedMemory}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("building preprocessor: %w", err)
 	}

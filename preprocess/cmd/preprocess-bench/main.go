@@ -63,6 +63,7 @@ func run() error {
 	maxErr := flag.Float64("max-error", 0, "fail when the default mode's error is above this")
 	pureGo := flag.Bool("pure-go", true, "also measure the pure-Go pipeline (no libjpeg-turbo)")
 	fastIDCT := flag.Bool("fast-idct", false, "also measure the default mode with libjpeg-turbo's fast IDCT and upsampling")
+	keepFreed := flag.Int("keep-freed", preprocessor.DefaultKeepFreedMemory, "freed decoder bytes the C allocator keeps (the service default; 0: glibc defaults)")
 	flag.Parse()
 
 	imgs, err := load(*dir)
@@ -82,6 +83,9 @@ func run() error {
 	}
 	if *pureGo {
 		modes = append(modes, mode{name: "pure Go (no turbojpeg)", spec: preprocessv1.ImageNet(), opt: preprocessor.Options{PureGo: true}})
+	}
+	for i := range modes {
+		modes[i].opt.KeepFreedMemory = *keepFreed
 	}
 	for i := range imgs {
 		if imgs[i].ref, err = reference.Tensor(imgs[i].data, preprocessv1.ImageNet(), imaging.Lanczos); err != nil {

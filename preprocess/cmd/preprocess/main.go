@@ -49,6 +49,7 @@ type config struct {
 	DecodeRatio     float64       `conf:"default:1,help:fewest decoded pixels per output pixel a JPEG is DCT-reduced to (default mode)"`
 	HQDecodeRatio   float64       `conf:"default:2,help:the same for the high-accuracy interpolations lanczos3 and catmullrom"`
 	FastIDCT        bool          `conf:"default:false,help:libjpeg-turbo fast IDCT and upsampling in the default mode"`
+	KeepFreedMemory int           `conf:"default:268435456,help:freed decoder bytes the C allocator keeps for the next image rather than return to the kernel (0: glibc defaults; 3.5x less CPU on repeated large progressive JPEGs)"`
 }
 
 func main() {
@@ -102,6 +103,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		Limits:      imagedecode.Limits{MaxBytes: cfg.MaxBytes, MaxPixels: cfg.MaxPixels},
 		DefaultSpec: spec, Background: cfg.Background, Concurrency: cfg.Concurrency,
 		DecodeRatio: cfg.DecodeRatio, HQDecodeRatio: cfg.HQDecodeRatio, FastIDCT: cfg.FastIDCT,
+		KeepFreedMemory: cfg.KeepFreedMemory,
 	}, metrics)
 	if err != nil {
 		return fmt.Errorf("building preprocessor: %w", err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/lookalike-dev/lookalike/preprocess/internal/imagedecode"
 	"github.com/lookalike-dev/lookalike/preprocess/internal/resample"
+	"github.com/lookalike-dev/lookalike/preprocess/internal/turbojpeg"
 )
 
 // Options configure a Processor.
@@ -47,7 +48,15 @@ type Options struct {
 	PureGo bool
 	// NoHash skips the perceptual hash (Facts.PHash stays empty).
 	NoHash bool
+	// KeepFreedMemory, when > 0, has the C allocator keep up to that many
+	// freed bytes for libjpeg's next image instead of returning them to the
+	// kernel (turbojpeg.KeepFreedMemory: 3.5x less CPU on repeated large
+	// progressive JPEGs). It tunes the whole process's malloc.
+	KeepFreedMemory int
 }
+
+// DefaultKeepFreedMemory is the service's KeepFreedMemory (256 MiB).
+const DefaultKeepFreedMemory = 256 << 20
 
 // Processor is safe for concurrent use.
 type Processor struct {
@@ -88,6 +97,11 @@ func New(opt Options, m *Metrics) (*Processor, error) {
 	}
 	if m == nil {
 		m = NopMetrics()
+	}
+	if opt.KeepFreedMemory > 0 && !opt.PureGo {
+		if err := turbojpeg.KeepFreedMemory(opt.KeepFreedMemory); err != nil {
+			return nil, fmt.Errorf("tuning the decoder's allocator: %w", err)
+		}
 	}
 	bg := [3]uint8{255, 255, 255}
 	if opt.Background != "" {

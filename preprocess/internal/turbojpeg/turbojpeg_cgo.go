@@ -5,6 +5,7 @@ package turbojpeg
 /*
 #cgo LDFLAGS: -lturbojpeg
 #include <stdlib.h>
+#include <malloc.h>
 #include <turbojpeg.h>
 */
 import "C"
@@ -16,6 +17,26 @@ import (
 
 // Available reports whether libjpeg-turbo is linked in.
 func Available() bool { return true }
+
+// KeepFreedMemory tunes the C allocator (glibc malloc) that libjpeg uses
+// for the process: blocks up to 32 MiB come from the heap rather than
+// fresh mmaps, and freed memory is kept rather than handed back to the
+// kernel while less than trim bytes lie free. A progressive JPEG is
+// decoded through full-size coefficient arrays (40 MB for 13 MP) that
+// glibc otherwise maps and unmaps (or trims) around every image: each
+// decode then zero-fills ~10,000 fresh pages, measured here as 3.5x the
+// CPU of the decode itself on repeated 13 MP photos. The price is that
+// the process keeps its peak decode memory (about 100 MB per concurrent
+// 16 MP progressive decode).
+func KeepFreedMemory(trim int) error {
+	if C.mallopt(C.M_MMAP_THRESHOLD, C.int(32<<20)) != 1 {
+		return fmt.Errorf("turbojpeg: mallopt(M_MMAP_THRESHOLD) refused")
+	}
+	if C.mallopt(C.M_TRIM_THRESHOLD, C.int(trim)) != 1 {
+		return fmt.Errorf("turbojpeg: mallopt(M_TRIM_THRESHOLD) refused")
+	}
+	return nil
+}
 
 func errorOf(h C.tjhandle, what string) error {
 	msg := C.GoString(C.tjGetErrorStr2(h))

@@ -5,6 +5,10 @@ package turbojpeg
 // Available reports whether libjpeg-turbo is linked in.
 func Available() bool { return false }
 
+// KeepFreedMemory does nothing: without libjpeg-turbo there is no C
+// allocator to tune.
+func KeepFreedMemory(int) error { return nil }
+
 // DecodeHeader returns ErrUnavailable.
 func DecodeHeader([]byte) (Header, error) { return Header{}, ErrUnavailable }
 
