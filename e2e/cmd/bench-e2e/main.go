@@ -34,14 +34,14 @@ import (
 
 // Report is what the command writes as JSON.
 type Report struct {
-	Machine     string           `json:"machine"`
-	Images      int              `json:"images"`
+	Machine     string  `json:"machine"`
+	Images      int     `json:"images"`
 	HTTP        []Level `json:"http"`
 	InProcess   []Level `json:"in_process"`
-	BestHTTP    float64          `json:"best_http_rps"`
-	BestInProc  float64          `json:"best_in_process_rps"`
-	Ratio       float64          `json:"ratio"`
-	P99AtBestMs float64          `json:"p99_at_best_ms"`
+	BestHTTP    float64 `json:"best_http_rps"`
+	BestInProc  float64 `json:"best_in_process_rps"`
+	Ratio       float64 `json:"ratio"`
+	P99AtBestMs float64 `json:"p99_at_best_ms"`
 }
 
 // Level is one concurrency level's result with the CPU each process spent
