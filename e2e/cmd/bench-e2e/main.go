@@ -107,7 +107,7 @@ func run() error {
 	dur := flag.Duration("duration", 6*time.Second, "time per level")
 	out := flag.String("out", "", "write the JSON report here")
 	svcEnv := flag.String("service-env", "", "extra environment per service, e.g. \"gateway:GOMAXPROCS=1,search:GOMAXPROCS=1\"")
-	rounds := flag.Int("rounds", 2, "rounds; each runs every level through the gateway, then in process, and the best of each level is kept (this machine's CPU is noisy)")
+	rounds := flag.Int("rounds", 2, "rounds; each runs every level through the gateway and in process, the two alternating level by level, and the best of each level is kept (this machine's CPU is noisy)")
 	profiles := flag.String("profiles", "", "save each service's CPU profile (pprof, taken at the highest concurrency) in this folder")
 	flag.Parse()
 	var levels []int
@@ -242,8 +242,7 @@ func run() error {
 		return err
 	}
 	// Both pipelines are up; the services sit idle (no CPU) while the
-	// in-process reference runs. Rounds alternate so that a slow spell of
-	// the machine does not land on one side only.
+	// in-process reference runs.
 	httpRes := make([]Level, len(levels))
 	inprocRes := make([]Level, len(levels))
 	keep := func(best []Level, i int, r Level) {
@@ -257,21 +256,31 @@ func run() error {
 	for _, svc := range stack.Services {
 		httpCPU[svc] = s.Procs[svc].CPUTime
 	}
+	// The two sides alternate level by level, in turn first, so that a slow
+	// spell of this machine (they last tens of seconds) lands on both.
+	type side struct {
+		name string
+		cpu  cpuMeter
+		op   func(context.Context, int) error
+		best []Level
+	}
+	sides := []side{
+		{"HTTP   ", httpCPU, searchHTTP, httpRes},
+		{"in-proc", inprocCPU, searchInProc, inprocRes},
+	}
+	fmt.Fprintf(os.Stderr, "%d photos; HTTP: through the gateway, 4 processes; in-proc: the same stages in this process, no HTTP\n", len(imgs))
 	for round := 1; round <= max(*rounds, 1); round++ {
-		fmt.Fprintf(os.Stderr, "round %d: HTTP through the gateway (%d photos):\n", round, len(imgs))
+		fmt.Fprintf(os.Stderr, "round %d:\n", round)
 		for li, n := range levels {
-			if round == 1 && li == len(levels)-1 && len(debug) > 0 {
-				go saveProfiles(debug, *profiles, *dur)
+			for k := range sides {
+				sd := sides[(k+round+1)%2] // odd rounds HTTP first, even rounds in-proc first
+				if round == 1 && li == len(levels)-1 && len(debug) > 0 && sd.name == sides[0].name {
+					go saveProfiles(debug, *profiles, *dur)
+				}
+				r := sd.cpu.measure(func() loadgen.Result { return loadgen.Run(ctx, n, *dur, 0, sd.op) })
+				fmt.Fprintf(os.Stderr, "  c=%-3d %s %7.1f req/s  p50 %6.1f ms  p95 %6.1f ms  p99 %6.1f ms  errors %d  %s\n", n, sd.name, r.Throughput, r.P50ms, r.P95ms, r.P99ms, r.Errors, cpuLine(r))
+				keep(sd.best, li, r)
 			}
-			r := httpCPU.measure(func() loadgen.Result { return loadgen.Run(ctx, n, *dur, 0, searchHTTP) })
-			fmt.Fprintf(os.Stderr, "  c=%-3d %7.1f req/s  p50 %6.1f ms  p95 %6.1f ms  p99 %6.1f ms  errors %d  %s\n", n, r.Throughput, r.P50ms, r.P95ms, r.P99ms, r.Errors, cpuLine(r))
-			keep(httpRes, li, r)
-		}
-		fmt.Fprintf(os.Stderr, "round %d: in process, no HTTP (same stages):\n", round)
-		for li, n := range levels {
-			r := inprocCPU.measure(func() loadgen.Result { return loadgen.Run(ctx, n, *dur, 0, searchInProc) })
-			fmt.Fprintf(os.Stderr, "  c=%-3d %7.1f req/s  p50 %6.1f ms  p95 %6.1f ms  p99 %6.1f ms  errors %d  %s\n", n, r.Throughput, r.P50ms, r.P95ms, r.P99ms, r.Errors, cpuLine(r))
-			keep(inprocRes, li, r)
 		}
 	}
 	rep.HTTP, rep.InProcess = httpRes, inprocRes
