@@ -2,12 +2,15 @@ package httpapi
 
 import (
 	"bytes"
+	"fmt"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"testing"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/bufpool"
 )
 
 // FuzzParseSearch: whatever the JSON body and query string, parsing either
@@ -66,6 +69,56 @@ func FuzzParseMetadata(f *testing.F) {
 		}
 		if p == nil {
 			t.Fatal("nil payload without an error")
+		}
+	})
+}
+
+// FuzzMultipartForm: whatever the multipart body, parsing it into pooled
+// buffers succeeds or refuses with a 4xx apierror, never panics, and every
+// pooled part goes back once the form is released, on either outcome.
+func FuzzMultipartForm(f *testing.F) {
+	const boundary = "b0undary"
+	seed := func(parts ...string) []byte {
+		var b bytes.Buffer
+		w := multipart.NewWriter(&b)
+		w.SetBoundary(boundary)
+		for i, p := range parts {
+			pw, _ := w.CreateFormFile("image", fmt.Sprintf("f%d", i))
+			pw.Write([]byte(p))
+		}
+		w.Close()
+		return b.Bytes()
+	}
+	f.Add(seed("jpegbytes"))
+	f.Add(seed("a", "b", ""))
+	f.Add([]byte("--" + boundary + "\r\nContent-Disposition: form-data; name=\"top_k\"\r\n\r\n5\r\n--" + boundary + "--\r\n"))
+	f.Add([]byte("--" + boundary + "\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest(http.MethodPost, "/v1/search", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "multipart/form-data; boundary="+boundary)
+		var buffers uploadBuffers
+		in, err := parseSearch(r, 4096, &buffers)
+		var leases []*bufpool.Lease
+		if in.form != nil {
+			for _, ls := range in.form.leases {
+				leases = append(leases, ls...)
+			}
+		}
+		in.release()
+		for _, l := range leases {
+			if l.Held() {
+				t.Fatal("a pooled part is still held after release")
+			}
+		}
+		if err != nil {
+			e, ok := apierror.As(err)
+			if !ok || e.Status < 400 || e.Status > 499 {
+				t.Fatalf("refusal %v is not a 4xx apierror", err)
+			}
+			return
+		}
+		if in.Query.ImageHold != nil && len(in.Image) == 0 {
+			t.Fatal("an image hold without an image")
 		}
 	})
 }
