@@ -301,7 +301,7 @@ func multipartForm(r *http.Request, limit int64, buffers *uploadBuffers) (_ *for
 	}
 	bad := func(err error) error {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if errors.As(err, &mbe) || errors.Is(err, bufpool.ErrTooLarge) {
 			return tooLarge(limit)
 		}
 		return apierror.Wrap(err, http.StatusBadRequest, CodeBadMultipart, "the multipart body does not parse")
