@@ -300,9 +300,12 @@ func New(t TB, o Options) *Stack {
 			case "embed":
 				e = []string{"EMBED_ADDR=" + addr, "EMBED_PROVIDER=cpu"}
 			case "search":
-				e = []string{"SEARCH_ADDR=" + addr, "SEARCH_DATA_DIR=" + filepath.Join(dir, name)}
+				// GOMAXPROCS=1 for search and the gateway: the budget their
+				// manifests' 1-CPU limit gives them in Kubernetes (Go sizes
+				// GOMAXPROCS from the container limit), as hack/run.sh does.
+				e = []string{"SEARCH_ADDR=" + addr, "SEARCH_DATA_DIR=" + filepath.Join(dir, name), "GOMAXPROCS=1"}
 			case "gateway":
-				e = []string{"GATEWAY_ADDR=" + addr, "LOOKALIKE_ADMIN_KEY=" + s.AdminKey,
+				e = []string{"GATEWAY_ADDR=" + addr, "LOOKALIKE_ADMIN_KEY=" + s.AdminKey, "GOMAXPROCS=1",
 					"PREPROCESS_URLS=" + strings.Join(urls["preprocess"], ","), "EMBED_URLS=" + strings.Join(urls["embed"], ","),
 					"SEARCH_URLS=" + strings.Join(urls["search"], ","), "CATALOG_DIR=" + filepath.Dir(env.CatalogJL),
 					// Test machines are small and busy (2 cores, parallel builds): generous
