@@ -21,7 +21,9 @@ import (
 // buffers are allocated and left to the garbage collector.
 const maxClass = 30
 
-// Pool recycles buffers by size class. The zero value is ready to use.
+// Pool recycles buffers by size class. The zero value is ready to use. A
+// nil *Pool allocates exactly what is asked and recycles nothing, so a
+// caller that pools only sometimes has one code path.
 type Pool struct {
 	classes [maxClass + 1]sync.Pool
 }
@@ -30,7 +32,7 @@ type Pool struct {
 // of two). Its bytes are not zeroed: they are whatever its last user left.
 func (p *Pool) Get(n int) []byte {
 	c := sizeClass(n)
-	if c > maxClass {
+	if p == nil || c > maxClass {
 		return make([]byte, n)
 	}
 	if b, ok := p.classes[c].Get().(*[]byte); ok {
@@ -43,7 +45,7 @@ func (p *Pool) Get(n int) []byte {
 // buffers the pool did not make (capacity not a power of two) are ignored.
 func (p *Pool) Put(b []byte) {
 	c := sizeClass(cap(b))
-	if c > maxClass || cap(b) != 1<<c || cap(b) == 0 {
+	if p == nil || c > maxClass || cap(b) != 1<<c || cap(b) == 0 {
 		return
 	}
 	b = b[:0]

@@ -37,6 +37,23 @@ func TestGetPut(t *testing.T) {
 	}
 }
 
+func TestNilPoolAllocates(t *testing.T) {
+	var p *Pool
+	b := p.Get(1000)
+	if len(b) != 1000 || cap(b) != 1000 {
+		t.Fatalf("nil pool Get(1000): len %d cap %d, want an exact allocation", len(b), cap(b))
+	}
+	p.Put(b) // no-op, no panic
+	body := bytes.Repeat([]byte("x"), 10_000)
+	got, err := p.ReadAll(bytes.NewReader(body), len(body)+1, len(body))
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("nil pool ReadAll: %d bytes, %v", len(got), err)
+	}
+	if _, err := p.ReadAll(bytes.NewReader(body), 0, len(body)-1); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("nil pool ReadAll over the limit: %v, want ErrTooLarge", err)
+	}
+}
+
 func TestReadAll(t *testing.T) {
 	body := bytes.Repeat([]byte("tensor"), 100_000) // 600,000 bytes
 	tests := []struct {

@@ -345,18 +345,12 @@ func multipartForm(r *http.Request, limit int64, buffers *uploadBuffers) (_ *for
 			f.Value[name] = append(f.Value[name], string(b))
 			continue
 		}
-		var b []byte
-		if buffers != nil {
-			// The body's limit bounds the part (MaxBytesReader above).
-			b, err = buffers.files.ReadAll(p, hint, int(limit))
-			if err == nil {
-				f.leases[name] = append(f.leases[name], buffers.files.Lease(b))
-			}
-		} else {
-			b, err = readall.ReadAll(p, hint)
-		}
+		b, err := buffers.filePool().ReadAll(p, hint, int(limit))
 		if err != nil {
 			return nil, bad(err)
+		}
+		if buffers != nil {
+			f.leases[name] = append(f.leases[name], buffers.files.Lease(b))
 		}
 		hint = 0 // only the first file may take the whole body's size
 		f.File[name] = append(f.File[name], b)
@@ -380,6 +374,14 @@ func (s *uploadBuffers) get(r io.Reader) *bufio.Reader {
 		}
 	}
 	return bufio.NewReaderSize(r, 256<<10)
+}
+
+// filePool is the pool for file parts; nil (allocate) without buffers.
+func (s *uploadBuffers) filePool() *bufpool.Pool {
+	if s == nil {
+		return nil
+	}
+	return &s.files
 }
 
 func (s *uploadBuffers) put(br *bufio.Reader) {

@@ -71,19 +71,13 @@ func tooLarge(n int64) *apierror.Error {
 
 // readLimited reads at most max bytes; more is image_too_large. A declared
 // length within max sizes the buffer, so an upload is read into one
-// allocation instead of a dozen growing copies. With a pool, the buffer
-// comes from it (and the caller puts it back).
+// allocation instead of a dozen growing copies. With a pool (nil: none),
+// the buffer comes from it (and the caller puts it back).
 func readLimited(r io.Reader, max, declared int64, pool *bufpool.Pool) ([]byte, error) {
 	// At most 8 MiB reserved before the bytes arrive.
-	hint := readall.Hint(declared, max, 8<<20)
-	var b []byte
-	var err error
-	if pool != nil {
-		if b, err = pool.ReadAll(r, hint, int(max)); errors.Is(err, bufpool.ErrTooLarge) {
-			return nil, tooLarge(max)
-		}
-	} else {
-		b, err = readall.ReadAll(io.LimitReader(r, max+1), hint)
+	b, err := pool.ReadAll(r, readall.Hint(declared, max, 8<<20), int(max))
+	if errors.Is(err, bufpool.ErrTooLarge) {
+		return nil, tooLarge(max)
 	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
@@ -91,9 +85,6 @@ func readLimited(r io.Reader, max, declared int64, pool *bufpool.Pool) ([]byte, 
 	}
 	if err != nil {
 		return nil, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeBadRequest, "reading the request body failed")
-	}
-	if int64(len(b)) > max {
-		return nil, tooLarge(max)
 	}
 	return b, nil
 }

@@ -55,9 +55,7 @@ func (c *Client) preprocess(ctx context.Context, image []byte, imageHold bufpool
 	}
 	t, f, err := decodeTensorResponse(b, rh)
 	if err != nil {
-		if pool != nil {
-			pool.Put(b)
-		}
+		pool.Put(b)
 		return tensorv1.Tensor{}, Facts{}, nil, err
 	}
 	var l *bufpool.Lease

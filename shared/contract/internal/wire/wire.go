@@ -83,21 +83,14 @@ func Send(ctx context.Context, d Doer, r Request) ([]byte, http.Header, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, resp.Header, apierror.FromResponse(resp)
 	}
-	// One buffer sized from the declared length (a tensor is 600 KB).
-	var b []byte
-	if r.Pool != nil {
-		b, err = r.Pool.ReadAll(resp.Body, readall.Hint(resp.ContentLength, MaxResponse, 0), MaxResponse)
-		if errors.Is(err, bufpool.ErrTooLarge) {
-			return nil, resp.Header, fmt.Errorf("%s %s: response over %d bytes", method, url, MaxResponse)
-		}
-	} else {
-		b, err = readall.ReadAll(io.LimitReader(resp.Body, MaxResponse+1), readall.Hint(resp.ContentLength, MaxResponse, 0))
+	// One buffer sized from the declared length (a tensor is 600 KB), from
+	// r.Pool when there is one.
+	b, err := r.Pool.ReadAll(resp.Body, readall.Hint(resp.ContentLength, MaxResponse, 0), MaxResponse)
+	if errors.Is(err, bufpool.ErrTooLarge) {
+		return nil, resp.Header, fmt.Errorf("%s %s: response over %d bytes", method, url, MaxResponse)
 	}
 	if err != nil {
 		return nil, resp.Header, fmt.Errorf("reading %s %s: %w", method, url, err)
-	}
-	if len(b) > MaxResponse {
-		return nil, resp.Header, fmt.Errorf("%s %s: response over %d bytes", method, url, MaxResponse)
 	}
 	return b, resp.Header, nil
 }
