@@ -105,7 +105,7 @@ bench: setup ## Every stage benchmark, then one report: bench-report.md and benc
 
 BENCH_PROFILES ?=
 bench-e2e: setup-ort setup-model ## End to end: gateway uploads at rising concurrency vs the same stages in one process (BENCH_PROFILES=dir saves pprof)
-	cd $(REPO)/e2e && $(GO) run ./cmd/bench-e2e $(if $(BENCH_PROFILES),-profiles $(BENCH_PROFILES))
+	cd $(REPO)/e2e && MALLOC_ARENA_MAX=1 $(GO) run ./cmd/bench-e2e $(if $(BENCH_PROFILES),-profiles $(BENCH_PROFILES))
 
 .PHONY: soak
 SOAK_DURATION ?= 10m

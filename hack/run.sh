@@ -61,7 +61,9 @@ wait_ready() {
 # where Go sizes GOMAXPROCS from the container's CPU limit: 1 for the gateway
 # and search (I/O-bound; fewer runtime threads waking on shared cores measured
 # a few percent faster end to end), all cores for preprocess and embed.
-start preprocess
+# preprocess with one glibc malloc arena, as its image sets (MALLOC_ARENA_MAX=1:
+# libjpeg's freed memory is reused, not faulted in again on every image).
+MALLOC_ARENA_MAX=1 start preprocess
 start embed
 GOMAXPROCS=${SEARCH_GOMAXPROCS:-1} start search
 GOMAXPROCS=${GATEWAY_GOMAXPROCS:-1} start gateway

@@ -20,7 +20,7 @@ setup-preprocess: ## preprocess: install libjpeg-turbo headers (libturbojpeg0-de
 bench-preprocess: ## preprocess: img/s on one core vs vipsthumbnail (ratios all/JPEG/PNG) and tensor error vs full decode + Lanczos3
 	@mkdir -p $(dir $(PREPROCESS_BENCH_BIN))
 	cd $(REPO)/preprocess && $(GO) build -o $(PREPROCESS_BENCH_BIN) ./cmd/preprocess-bench
-	cd $(REPO)/preprocess && GOMAXPROCS=1 VIPS_CONCURRENCY=1 \
+	cd $(REPO)/preprocess && GOMAXPROCS=1 VIPS_CONCURRENCY=1 MALLOC_ARENA_MAX=1 \
 	  $$(command -v taskset >/dev/null && echo taskset -c 0) \
 	  $(PREPROCESS_BENCH_BIN) -images $(SHARED)/catalog/images $(PREPROCESS_BENCH_FLAGS)
 

@@ -296,7 +296,8 @@ func New(t TB, o Options) *Stack {
 			var e []string
 			switch svc {
 			case "preprocess":
-				e = []string{"PREPROCESS_ADDR=" + addr}
+				// One malloc arena, as the image sets (turbojpeg.ArenaEnv).
+				e = []string{"PREPROCESS_ADDR=" + addr, "MALLOC_ARENA_MAX=1"}
 			case "embed":
 				e = []string{"EMBED_ADDR=" + addr, "EMBED_PROVIDER=cpu"}
 			case "search":

@@ -515,6 +515,9 @@ func startServices(ctx context.Context, o options, repo, tmp, pinEmbed, pinRest 
 			c = exec.Command("taskset", append([]string{"-c", pin, filepath.Join(o.binDir, name)}, args...)...)
 		}
 		c.Dir, c.Env = repo, env
+		if name == "preprocess" {
+			c.Env = append(env, "MALLOC_ARENA_MAX=1") // as its image sets: one malloc arena for libjpeg
+		}
 		lf, err := os.Create(filepath.Join(tmp, name+".log"))
 		if err != nil {
 			return s, err

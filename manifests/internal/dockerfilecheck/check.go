@@ -29,7 +29,7 @@ type Spec struct {
 // Expected lists the project's Dockerfiles.
 var Expected = []Spec{
 	{"gateway/Dockerfile", "0", "gateway/cmd/gateway"},
-	{"preprocess/Dockerfile", "0", "preprocess/cmd/preprocess"},
+	{"preprocess/Dockerfile", "1", "preprocess/cmd/preprocess"},
 	{"search/Dockerfile", "0", "search/cmd/search"},
 	{"indexer/Dockerfile", "0", "indexer/cmd/indexer"},
 	{"embed/Dockerfile", "1", "embed/cmd/embed"},

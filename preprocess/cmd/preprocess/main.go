@@ -26,6 +26,7 @@ import (
 	"github.com/lookalike-dev/lookalike/preprocess/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/preprocess/internal/imagedecode"
 	"github.com/lookalike-dev/lookalike/preprocess/internal/preprocessor"
+	"github.com/lookalike-dev/lookalike/preprocess/internal/turbojpeg"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 )
 
@@ -107,6 +108,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}, metrics)
 	if err != nil {
 		return fmt.Errorf("building preprocessor: %w", err)
+	}
+	if turbojpeg.Available() && cfg.KeepFreedMemory > 0 && !turbojpeg.OneArena(os.Getenv) {
+		log.Warn("glibc malloc has an arena per thread: set "+turbojpeg.ArenaEnv+" (the image and manifests do), or freed decoder memory goes back to the kernel and comes back as page faults",
+			"env", turbojpeg.ArenaEnv)
 	}
 
 	// Server.

@@ -1,9 +1,13 @@
 package turbojpeg
 
 import (
+	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 )
@@ -58,4 +62,97 @@ func TestRepeatedProgressiveDecodeReusesMemory(t *testing.T) {
 		t.Fatalf("%d page faults per decode of a 13 MP progressive JPEG: the allocator hands its memory back every time", perDecode)
 	}
 	t.Logf("%d page faults per decode", perDecode)
+}
+
+// A mix of large progressive photos decoded in turn on a thread started
+// after the tuning, as a server's are, in a process started with ArenaEnv
+// as the service's is. With glibc's default of an arena per thread, that
+// arena's heaps (64 MB each) are unmapped whenever one empties, and every
+// round faults ~20,000 pages (80 MB) in afresh.
+func TestProgressiveMixReusesMemory(t *testing.T) {
+	if !Available() {
+		t.Skip("libjpeg-turbo not linked in (CGO_ENABLED=0): nothing to tune")
+	}
+	if !OneArena(os.Getenv) {
+		// glibc reads it at start: run this test again in a process that has it.
+		cmd := exec.Command(os.Args[0], "-test.run=^TestProgressiveMixReusesMemory$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), ArenaEnv)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
+			t.Fatalf("in a process with %s: %v\n%s", ArenaEnv, err, out)
+		}
+		t.Logf("in a process with %s:\n%s", ArenaEnv, out)
+		return
+	}
+	dir := os.Getenv("LOOKALIKE_SHARED")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "..", "shared")
+	}
+	var jpgs [][]byte
+	for _, name := range []string{"lm-wall-044.jpg", "lm-wall-033.jpg", "lm-wall-045.jpg", "lm-wall-032.jpg", "lm-wall-043.jpg"} {
+		b, err := os.ReadFile(filepath.Join(dir, "catalog", "images", name))
+		if err != nil {
+			t.Fatalf("shared data not found at %s (set LOOKALIKE_SHARED): %v", dir, err)
+		}
+		jpgs = append(jpgs, b)
+	}
+	// glibc binds a thread to an arena at its first malloc or free, for
+	// good: threads the allocator met before it was tuned keep theirs. A
+	// server decodes on threads started under load, after the tuning.
+	older := map[int]bool{}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tasks {
+		tid, _ := strconv.Atoi(e.Name())
+		older[tid] = true
+	}
+	if err := KeepFreedMemory(256 << 20); err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 4
+	faults := make(chan [rounds]int64, 1)
+	errs := make(chan error, 1)
+	var decodeOnNewThread func(tries int)
+	decodeOnNewThread = func(tries int) {
+		runtime.LockOSThread() // a thread of its own; kept locked, it ends with this goroutine
+		if older[syscall.Gettid()] {
+			if tries == 0 {
+				errs <- fmt.Errorf("no thread started after the allocator was tuned")
+				return
+			}
+			go decodeOnNewThread(tries - 1) // and this thread ends: the runtime starts another
+			return
+		}
+		var f [rounds]int64
+		var dst []byte
+		for r := range rounds {
+			before := minorFaults(t)
+			for _, jpg := range jpgs {
+				var err error
+				if dst, _, _, err = DecodeRGB(jpg, Factor{Num: 1, Denom: 8}, false, dst); err != nil {
+					errs <- err
+					return
+				}
+			}
+			f[r] = minorFaults(t) - before
+		}
+		faults <- f
+	}
+	go decodeOnNewThread(50)
+	var f [rounds]int64
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	case f = <-faults:
+	}
+	// The first round faults the memory in (and the output buffer grows);
+	// later ones reuse it. The coefficient arrays of the mix span ~45,000 pages.
+	for r := 1; r < rounds; r++ {
+		if per := f[r] / int64(len(jpgs)); per > 500 {
+			t.Fatalf("round %d: %d page faults per decode (rounds: %v): freed decoder memory went back to the kernel", r, per, f)
+		}
+	}
+	t.Logf("page faults per round of %d decodes: %v", len(jpgs), f)
 }

@@ -28,6 +28,12 @@ func Available() bool { return true }
 // CPU of the decode itself on repeated 13 MP photos. The price is that
 // the process keeps its peak decode memory (about 100 MB per concurrent
 // 16 MP progressive decode).
+//
+// The trim threshold holds for glibc's main arena only: the other arenas
+// (one per thread, up to 8 per core) unmap a 64 MB heap whenever it
+// empties. Run the process with MALLOC_ARENA_MAX=1 (OneArena), which glibc
+// reads at start; a mallopt later cannot move threads already bound to an
+// arena, nor stop new ones taking over those of threads that ended.
 func KeepFreedMemory(trim int) error {
 	if C.mallopt(C.M_MMAP_THRESHOLD, C.int(32<<20)) != 1 {
 		return fmt.Errorf("turbojpeg: mallopt(M_MMAP_THRESHOLD) refused")

@@ -58,3 +58,21 @@ func TestDecodeRGB(t *testing.T) {
 		t.Fatal("garbage header accepted")
 	}
 }
+
+func TestOneArena(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want bool
+	}{
+		{map[string]string{}, false},
+		{map[string]string{"MALLOC_ARENA_MAX": "1"}, true},
+		{map[string]string{"MALLOC_ARENA_MAX": "2"}, false},
+		{map[string]string{"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:glibc.malloc.arena_max=1"}, true},
+		{map[string]string{"GLIBC_TUNABLES": "glibc.malloc.arena_max=16"}, false},
+	}
+	for _, tc := range tests {
+		if got := OneArena(func(k string) string { return tc.env[k] }); got != tc.want {
+			t.Errorf("OneArena(%v) = %v, want %v", tc.env, got, tc.want)
+		}
+	}
+}
