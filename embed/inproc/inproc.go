@@ -82,7 +82,7 @@ func (e *Embedder) Embed(ctx context.Context, t tensorv1.Tensor, model string) (
 		return "", nil, err
 	}
 	defer done()
-	rows, err := m.Embed(ctx, t.Data, t.Shape[0])
+	rows, err := m.EmbedTensor(ctx, t)
 	return m.Spec().ID, rows, err
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lookalike-dev/lookalike/embed/internal/batcher"
+	"github.com/lookalike-dev/lookalike/embed/internal/modelspec"
 	"github.com/lookalike-dev/lookalike/embed/internal/registry"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/bufpool"
@@ -136,7 +137,7 @@ func (h *Handler) Embed(c echo.Context) error {
 	if err != nil {
 		return apierror.BadRequest(apierror.CodeInvalidArgument, "%v", err)
 	}
-	if err := checkTensor(t, spec.InputDType(), spec.Input.Shape); err != nil {
+	if err := checkTensor(t, spec); err != nil {
 		return err
 	}
 	n := t.Shape[0]
@@ -146,7 +147,7 @@ func (h *Handler) Embed(c echo.Context) error {
 
 	ctx, cancel := context.WithTimeout(req.Context(), timeout)
 	defer cancel()
-	rows, err := m.Embed(ctx, t.Data, n)
+	rows, err := m.EmbedTensor(ctx, t)
 	if err != nil {
 		// The batcher may still hold the body (a request that ended while
 		// queued): leave it to the garbage collector.
@@ -194,10 +195,12 @@ func (h *Handler) readBody(req *http.Request, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-func checkTensor(t tensorv1.Tensor, dtype tensorv1.DType, shape []int64) error {
-	if t.DType != dtype {
-		return apierror.BadRequest(apierror.CodeInvalidArgument, "tensor is %s, the model takes %s", t.DType, dtype)
+func checkTensor(t tensorv1.Tensor, spec modelspec.Spec) error {
+	if !spec.Takes(t.DType) {
+		takes := strings.Join(append([]string{spec.InputDType().String()}, spec.WireDTypes()...), " or ")
+		return apierror.BadRequest(apierror.CodeInvalidArgument, "tensor is %s, the model takes %s", t.DType, takes)
 	}
+	shape := spec.Input.Shape
 	want := make([]int, len(shape)-1)
 	for i, d := range shape[1:] {
 		want[i] = int(d)

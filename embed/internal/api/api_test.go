@@ -3,12 +3,14 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +39,9 @@ type fakeEncoder struct {
 	dim  int
 	gate chan struct{}
 	runs atomic.Int64
+
+	mu   sync.Mutex
+	last []byte // the input of the latest run
 }
 
 func (f *fakeEncoder) Provider() string { return "fake" }
@@ -45,6 +50,9 @@ func (f *fakeEncoder) Run(input []byte, n int) ([]float32, int, error) {
 	if f.runs.Add(1) > 2 && f.gate != nil {
 		<-f.gate
 	}
+	f.mu.Lock()
+	f.last = append(f.last[:0], input...)
+	f.mu.Unlock()
 	item := len(input) / n
 	out := make([]float32, 0, n*f.dim)
 	for j := range n {
@@ -157,6 +165,39 @@ func TestEmbedBinary(t *testing.T) {
 	}
 }
 
+// A uint8 tensor (8-bit levels) reaches the model as the float32 input its
+// preprocess spec makes of them: v/255, minus mean, over std, per channel.
+func TestEmbedUint8Widens(t *testing.T) {
+	ev := newEnv(t, nil, registry.Batching{}, true)
+	levels := images(2, tensorv1.Uint8)
+	for i := range levels.Data {
+		levels.Data[i] = byte(i*7 + i/50176)
+	}
+	got, err := ev.client.Embed(context.Background(), levels, features)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Vectors) != 2 || got.Dim != 1280 {
+		t.Fatalf("%d vectors of %d", len(got.Vectors), got.Dim)
+	}
+	enc := ev.encs[features]
+	enc.mu.Lock()
+	in := slices.Clone(enc.last)
+	enc.mu.Unlock()
+	if len(in) != 4*len(levels.Data) {
+		t.Fatalf("the model got %d bytes for %d levels", len(in), len(levels.Data))
+	}
+	mean, std := [3]float64{0.485, 0.456, 0.406}, [3]float64{0.229, 0.224, 0.225}
+	const plane = 224 * 224
+	for _, i := range []int{0, 1, plane + 5, 2*plane + 77, 3*plane + 3, 6*plane - 1} {
+		c := (i / plane) % 3
+		want := (float64(levels.Data[i])/255 - mean[c]) / std[c]
+		if v := math.Float32frombits(binary.LittleEndian.Uint32(in[4*i:])); math.Abs(float64(v)-want) > 1e-5 {
+			t.Errorf("input value %d (level %d, channel %d) = %v, want %v", i, levels.Data[i], c, v, want)
+		}
+	}
+}
+
 func TestEmbedJSON(t *testing.T) {
 	ev := newEnv(t, nil, registry.Batching{}, true)
 	body, _ := tensorv1.Marshal(images(2, tensorv1.Float32))
@@ -197,7 +238,7 @@ func TestEmbedRejectsBadRequests(t *testing.T) {
 		{"not a tensor", "", tensorv1.MediaType, [2]string{}, []byte("hello, world"), 400, apierror.CodeInvalidArgument},
 		{"empty body", "", tensorv1.MediaType, [2]string{}, nil, 400, apierror.CodeInvalidArgument},
 		{"truncated tensor", "", tensorv1.MediaType, [2]string{}, good[:len(good)-7], 400, apierror.CodeInvalidArgument},
-		{"uint8 tensor", "", tensorv1.MediaType, [2]string{}, enc(images(1, tensorv1.Uint8)), 400, apierror.CodeInvalidArgument},
+		{"uint8 tensor of the wrong size", "", tensorv1.MediaType, [2]string{}, enc(images(1, tensorv1.Uint8, 3, 224, 225)), 400, apierror.CodeInvalidArgument},
 		{"float16 tensor", "", tensorv1.MediaType, [2]string{}, enc(images(1, tensorv1.Float16)), 400, apierror.CodeInvalidArgument},
 		{"wrong size", "", tensorv1.MediaType, [2]string{}, enc(images(1, tensorv1.Float32, 3, 224, 225)), 400, apierror.CodeInvalidArgument},
 		{"NHWC", "", tensorv1.MediaType, [2]string{}, enc(images(1, tensorv1.Float32, 224, 224, 3)), 400, apierror.CodeInvalidArgument},
@@ -237,7 +278,8 @@ func TestModels(t *testing.T) {
 		t.Fatalf("models = %+v", list)
 	}
 	for _, m := range list {
-		if !m.Ready || m.Provider != "fake" || m.MaxBatch != 16 || m.Preprocess.Width != 224 || m.Normalization != "l2" {
+		if !m.Ready || m.Provider != "fake" || m.MaxBatch != 16 || m.Preprocess.Width != 224 || m.Normalization != "l2" ||
+			!slices.Equal(m.WireDTypes, []string{"uint8"}) || m.WireSpec().DType != "uint8" {
 			t.Errorf("model %+v", m)
 		}
 	}

@@ -199,6 +199,22 @@ func (s Spec) InputDType() tensorv1.DType {
 	return dt
 }
 
+// Takes says whether the model takes a tensor of dtype d on the wire: its
+// input dtype, or uint8 levels (preprocessv1 dtype "uint8") when it takes
+// float32, which embed widens through the preprocess spec.
+func (s Spec) Takes(d tensorv1.DType) bool {
+	return d == s.InputDType() || (d == tensorv1.Uint8 && s.InputDType() == tensorv1.Float32)
+}
+
+// WireDTypes lists the dtypes besides the input dtype that Takes accepts,
+// as embedv1.ModelSpec publishes them.
+func (s Spec) WireDTypes() []string {
+	if s.Takes(tensorv1.Uint8) && s.InputDType() != tensorv1.Uint8 {
+		return []string{tensorv1.Uint8.String()}
+	}
+	return nil
+}
+
 // ReadFile reads and validates one spec file.
 func ReadFile(path string) (Spec, error) {
 	b, err := os.ReadFile(path)

@@ -16,6 +16,9 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/lookalike-dev/lookalike/shared/bufpool"
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
+
 	"github.com/lookalike-dev/lookalike/embed/internal/batcher"
 	"github.com/lookalike-dev/lookalike/embed/internal/modelspec"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
@@ -85,6 +88,8 @@ type Model struct {
 	enc      Encoder
 	b        *batcher.Batcher
 	inflight sync.WaitGroup
+	// wide recycles the float32 inputs widened from uint8 tensors.
+	wide bufpool.Pool
 }
 
 // Spec is the model's spec.
@@ -109,6 +114,30 @@ func (m *Model) Embed(ctx context.Context, input []byte, n int) ([][]float32, er
 		Normalize(rows[i], m.mean)
 	}
 	return rows, nil
+}
+
+// EmbedTensor embeds a tensor [N,...] the model takes (Spec.Takes): its
+// input dtype as it is, or uint8 levels, widened first through the
+// preprocess spec into the float32 input they stand for.
+func (m *Model) EmbedTensor(ctx context.Context, t tensorv1.Tensor) ([][]float32, error) {
+	if len(t.Shape) == 0 || !m.spec.Takes(t.DType) {
+		return nil, fmt.Errorf("embedding: a %s tensor of shape %v is not an input of model %s", t.DType, t.Shape, m.spec.ID)
+	}
+	if t.DType == m.spec.InputDType() {
+		return m.Embed(ctx, t.Data, t.Shape[0])
+	}
+	wide := m.wide.Get(4 * len(t.Data))
+	if err := m.spec.Preprocess.Widen(wide, t.Data); err != nil {
+		m.wide.Put(wide)
+		return nil, fmt.Errorf("embedding: %w", err)
+	}
+	rows, err := m.Embed(ctx, wide, t.Shape[0])
+	if err == nil {
+		// Every batch that read it has run (after an error, a request
+		// that ended while queued may still be read: leave it to the GC).
+		m.wide.Put(wide)
+	}
+	return rows, err
 }
 
 // Registry is the set of loaded models.
@@ -336,7 +365,7 @@ func (r *Registry) Public(m *Model) embedv1.ModelSpec {
 	return embedv1.ModelSpec{
 		ID: s.ID, Version: s.Version, Dim: s.Dim, Normalization: s.Normalization,
 		Preprocess: s.Preprocess, Default: s.ID == r.Default(), Provider: m.Provider(), Ready: true,
-		MaxBatch: m.b.Config().MaxBatch,
+		MaxBatch: m.b.Config().MaxBatch, WireDTypes: s.WireDTypes(),
 	}
 }
 

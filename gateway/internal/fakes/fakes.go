@@ -61,8 +61,10 @@ func (r *Ready) handle(w http.ResponseWriter, _ *http.Request) {
 type Preprocess struct {
 	Ready
 	Calls atomic.Int32
-	mu    sync.Mutex
-	specs []string
+	// FloatOnly refuses dtype uint8 as a preprocess from before it did.
+	FloatOnly atomic.Bool
+	mu        sync.Mutex
+	specs     []string
 }
 
 // Specs returns the spec headers received.
@@ -85,9 +87,14 @@ func (p *Preprocess) Handler() http.Handler {
 		if h := r.Header.Get(preprocessv1.HeaderSpec); h != "" {
 			var err error
 			if spec, err = preprocessv1.DecodeSpec(h); err != nil {
-				apierror.Write(w, apierror.BadRequest("invalid_spec", "%v", err))
+				apierror.Write(w, apierror.BadRequest(apierror.CodeInvalidArgument, "%v", err))
 				return
 			}
+		}
+		if spec.DType == "uint8" && p.FloatOnly.Load() {
+			// The words of the real service before uint8 came.
+			apierror.Write(w, apierror.BadRequest(apierror.CodeInvalidArgument, "invalid preprocess spec: dtype %q is not float32 or float16", spec.DType))
+			return
 		}
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 32<<20))
 		if len(body) == 0 {
@@ -117,34 +124,66 @@ func (p *Preprocess) Handler() http.Handler {
 	return mux
 }
 
-// toTensor squashes img to the spec size (nearest) and normalises it, NCHW.
+// toTensor squashes img to the spec size (nearest), NCHW: its 8-bit levels
+// (dtype uint8) or their normalised values (float32).
 func toTensor(img image.Image, s preprocessv1.Spec) tensorv1.Tensor {
 	b := img.Bounds()
 	hw := s.Width * s.Height
-	data := make([]float32, 3*hw)
+	levels := make([]byte, 3*hw)
 	for y := range s.Height {
 		for x := range s.Width {
 			sx := b.Min.X + x*b.Dx()/s.Width
 			sy := b.Min.Y + y*b.Dy()/s.Height
 			r, g, bl, _ := img.At(sx, sy).RGBA()
 			for c, v := range [3]uint32{r >> 8, g >> 8, bl >> 8} {
-				data[c*hw+y*s.Width+x] = (float32(v)*s.Scale - s.Mean[c]) / s.Std[c]
+				levels[c*hw+y*s.Width+x] = byte(v)
 			}
 		}
 	}
-	return tensorv1.FromFloat32(s.Shape(1), data)
+	if s.DType == "uint8" {
+		return tensorv1.Tensor{DType: tensorv1.Uint8, Shape: s.Shape(1), Data: levels}
+	}
+	t := tensorv1.Tensor{DType: tensorv1.Float32, Shape: s.Shape(1), Data: make([]byte, 4*len(levels))}
+	_ = s.Widen(t.Data, levels) // sized above
+	return t
 }
 
-// Embed is a fake embed service.
+// Embed is a fake embed service. Like the real one it takes float32
+// tensors and uint8 levels, which it widens with the model's spec.
 type Embed struct {
 	Ready
 	Calls atomic.Int32
+	// DTypes counts the tensor dtypes received.
+	DTypes Counter
+}
+
+// Counter counts strings.
+type Counter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// Add counts s once more.
+func (c *Counter) Add(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[s]++
+}
+
+// Get is how often s was counted.
+func (c *Counter) Get(s string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[s]
 }
 
 // Model is the fake model's spec.
 func Model() embedv1.ModelSpec {
 	return embedv1.ModelSpec{ID: ModelID, Version: "1", Dim: 3 * 16 * 16, Normalization: "l2",
-		Preprocess: Spec(), Default: true, Provider: "cpu", Ready: true}
+		Preprocess: Spec(), Default: true, Provider: "cpu", Ready: true, WireDTypes: []string{"uint8"}}
 }
 
 // Handler serves the embed v1 routes.
@@ -167,9 +206,18 @@ func (e *Embed) Handler() http.Handler {
 			return
 		}
 		want := Spec().Shape(t.Shape[0])
-		if fmt.Sprint(t.Shape[1:]) != fmt.Sprint(want[1:]) || t.DType != tensorv1.Float32 {
-			apierror.Write(w, apierror.BadRequest("shape_mismatch", "tensor %v, want %v", t.Shape, want))
+		if fmt.Sprint(t.Shape[1:]) != fmt.Sprint(want[1:]) || (t.DType != tensorv1.Float32 && t.DType != tensorv1.Uint8) {
+			apierror.Write(w, apierror.BadRequest("shape_mismatch", "tensor %s %v, want float32 or uint8 %v", t.DType, t.Shape, want))
 			return
+		}
+		e.DTypes.Add(t.DType.String())
+		if t.DType == tensorv1.Uint8 {
+			wide := make([]byte, 4*len(t.Data))
+			if err := Spec().Widen(wide, t.Data); err != nil {
+				apierror.Write(w, apierror.BadRequest("bad_tensor", "%v", err))
+				return
+			}
+			t = tensorv1.Tensor{DType: tensorv1.Float32, Shape: t.Shape, Data: wide}
 		}
 		flat, err := t.Float32s(nil)
 		if err != nil {

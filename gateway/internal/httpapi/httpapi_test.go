@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/lookalike-dev/lookalike/gateway/internal/gatewaytest"
 	"github.com/lookalike-dev/lookalike/gateway/internal/service"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 )
 
 // pngOf draws a distinct test picture per seed.
@@ -147,12 +149,47 @@ func TestSearchFlowsThroughContracts(t *testing.T) {
 			t.Fatalf("metadata %v", r.Results[0].Metadata)
 		}
 	}
-	// The model's published spec, not a hard-coded one, went to preprocess.
-	want := fakes.Spec().Encode()
+	// The model's published spec, not a hard-coded one, went to preprocess,
+	// asking for uint8 levels since the model takes them.
+	want := fakes.Model().WireSpec()
+	if want.DType != "uint8" || want.Width != fakes.Spec().Width {
+		t.Fatalf("wire spec %+v", want)
+	}
 	for _, s := range env.Preprocess.Specs() {
-		if s != want {
-			t.Fatalf("preprocess got spec %s, want the model's %s", s, want)
+		if s != want.Encode() {
+			t.Fatalf("preprocess got spec %s, want the model's %s", s, want.Encode())
 		}
+	}
+	if u, f := env.Embed.DTypes.Get("uint8"), env.Embed.DTypes.Get("float32"); u != 12 || f != 0 {
+		t.Fatalf("embed got %d uint8 and %d float32 tensors, want 12 and 0", u, f)
+	}
+}
+
+// A preprocess from before uint8 tensors refuses them: the query still
+// answers (float32 tensors), and later ones ask for float32 at once.
+func TestOlderPreprocessGetsFloat32(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{})
+	index(t, env, 3)
+	env.Preprocess.FloatOnly.Store(true)
+	before := len(env.Preprocess.Specs())
+	for i := 1; i <= 3; i++ {
+		body, ct := form(t, map[string]string{"top_k": "1"}, map[string][]byte{"image": pngOf(t, i)})
+		resp := env.Do(t, http.MethodPost, "/v1/search", ct, body, "")
+		r := decode[searchResp](t, resp)
+		if resp.StatusCode != 200 || len(r.Results) != 1 || r.Results[0].SKU != fmt.Sprintf("SKU-%d", i) {
+			t.Fatalf("query %d: status %d, %+v", i, resp.StatusCode, r.Results)
+		}
+	}
+	var dtypes []string
+	for _, s := range env.Preprocess.Specs()[before:] {
+		spec, err := preprocessv1.DecodeSpec(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dtypes = append(dtypes, spec.DType)
+	}
+	if want := []string{"uint8", "float32", "float32", "float32"}; !slices.Equal(dtypes, want) {
+		t.Fatalf("preprocess was asked for %v, want %v", dtypes, want)
 	}
 }
 

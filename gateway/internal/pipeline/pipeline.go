@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
@@ -22,6 +24,7 @@ import (
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 )
 
 // Codes of refusals made by the pipeline itself.
@@ -46,7 +49,15 @@ type Pipeline struct {
 	// allocated and dropped cost the gateway about a fifth of its CPU in
 	// zeroing, page faults and collection (profiled under make bench-e2e).
 	tensors bufpool.Pool
+	// floatUntil (unix ns) is when to try uint8 tensors again after a
+	// preprocess refused them (one from before it made them).
+	floatUntil atomic.Int64
 }
+
+// floatRetry is how long the pipeline asks preprocess for float32 tensors
+// after it refused uint8 ones, before it tries again (a rollout may have
+// replaced it meanwhile).
+const floatRetry = time.Minute
 
 // Query is a nearest-neighbour query.
 type Query struct {
@@ -181,7 +192,7 @@ func (p *Pipeline) embedImage(ctx context.Context, image []byte, imageHold bufpo
 		return embedv1.Embeddings{}, err
 	}
 	start := time.Now()
-	t, _, buf, err := p.Preprocess.PreprocessPooled(ctx, image, imageHold, &spec.Preprocess, &p.tensors)
+	t, buf, err := p.preprocess(ctx, image, imageHold, spec)
 	track(ctx, "preprocess", start)
 	if err != nil {
 		return embedv1.Embeddings{}, hopErr("preprocess", err)
@@ -199,6 +210,29 @@ func (p *Pipeline) embedImage(ctx context.Context, image []byte, imageHold bufpo
 		return embedv1.Embeddings{}, apierror.New(http.StatusBadGateway, apierror.CodeDownstreamProtocol, "embed returned %d vectors for one image", len(emb.Vectors))
 	}
 	return emb, nil
+}
+
+// preprocess asks for the model's wire spec: uint8 levels when embed takes
+// them (a quarter of the bytes on both hops), else the model's own dtype.
+// A preprocess that refuses the uint8 dtype (older than it) gets the
+// model's spec instead, for floatRetry.
+func (p *Pipeline) preprocess(ctx context.Context, image []byte, imageHold bufpool.Holder, model embedv1.ModelSpec) (tensorv1.Tensor, *bufpool.Lease, error) {
+	spec := model.WireSpec()
+	if spec.DType != model.Preprocess.DType && time.Now().UnixNano() < p.floatUntil.Load() {
+		spec = model.Preprocess
+	}
+	t, _, buf, err := p.Preprocess.PreprocessPooled(ctx, image, imageHold, &spec, &p.tensors)
+	if err != nil && spec.DType != model.Preprocess.DType && refusesDType(err) {
+		p.floatUntil.Store(time.Now().Add(floatRetry).UnixNano())
+		t, _, buf, err = p.Preprocess.PreprocessPooled(ctx, image, imageHold, &model.Preprocess, &p.tensors)
+	}
+	return t, buf, err
+}
+
+// refusesDType tells a preprocess's refusal of the spec's dtype.
+func refusesDType(err error) bool {
+	e, ok := apierror.As(err)
+	return ok && e.Status == http.StatusBadRequest && strings.Contains(e.Message, "dtype")
 }
 
 // SearchImage finds the products nearest to image.

@@ -137,8 +137,15 @@ func (h *Handler) preprocess(c echo.Context) error {
 	return nil
 }
 
-// floats decodes t's data (float32 or float16) for the debug view.
+// floats decodes t's data (float32, float16 or uint8 levels) for the debug view.
 func floats(t tensorv1.Tensor) []float32 {
+	if t.DType == tensorv1.Uint8 {
+		out := make([]float32, len(t.Data))
+		for i, v := range t.Data {
+			out[i] = float32(v)
+		}
+		return out
+	}
 	if t.DType == tensorv1.Float16 {
 		out := make([]float32, len(t.Data)/2)
 		for i := range out {

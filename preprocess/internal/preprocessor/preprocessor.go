@@ -75,7 +75,8 @@ type work struct {
 	plan, hashPlan resample.Plan
 	scratch        resample.Scratch
 	hashScratch    resample.Scratch
-	vals           []float32
+	levels         []uint8
+	wide           []byte
 }
 
 // New builds a processor; m may be nil (no metrics).
@@ -231,9 +232,12 @@ func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.
 		return Result{}, err
 	}
 	n := spec.Width * spec.Height * 3
-	w.vals = grow(w.vals, n)
-	w.plan.Write(&w.scratch, resample.NormFor(spec.Scale, spec.Mean, spec.Std, spec.ChannelOrder == "BGR", spec.Layout == "NHWC", bg), w.vals)
-	out := encode(w.vals, spec.DType, &p.rows)
+	w.levels = grow(w.levels, n)
+	w.plan.Write(&w.scratch, resample.Order{BGR: spec.ChannelOrder == "BGR", NHWC: spec.Layout == "NHWC", Background: bg}, w.levels)
+	out, err := p.encode(w, spec)
+	if err != nil {
+		return Result{}, err
+	}
 	p.metrics.resized(ctx, cfg.Format, time.Since(start))
 
 	facts := preprocessv1.Facts{Format: cfg.Format, Width: cfg.Width, Height: cfg.Height, Orientation: cfg.Orientation, Bytes: len(data)}
@@ -269,20 +273,32 @@ func grow[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// encode writes v little-endian in dtype ("float32" or "float16").
-func encode(v []float32, dtype string, pool *bufpool.Pool) []byte {
-	if dtype == "float16" {
-		out := pool.Get(2 * len(v))
-		for i, f := range v {
+// encode turns the levels into the spec's dtype, in a pooled row: as they
+// are (uint8), or through the spec's scale, mean and std (float32, float16).
+func (p *Processor) encode(w *work, spec preprocessv1.Spec) ([]byte, error) {
+	switch spec.DType {
+	case "uint8":
+		out := p.rows.Get(len(w.levels))
+		copy(out, w.levels)
+		return out, nil
+	case "float16":
+		w.wide = grow(w.wide, 4*len(w.levels))
+		if err := spec.Widen(w.wide, w.levels); err != nil {
+			return nil, fmt.Errorf("normalising: %w", err)
+		}
+		out := p.rows.Get(2 * len(w.levels))
+		for i := range len(w.levels) {
+			f := math.Float32frombits(binary.LittleEndian.Uint32(w.wide[4*i:]))
 			binary.LittleEndian.PutUint16(out[2*i:], float16.Fromfloat32(f).Bits())
 		}
-		return out
+		return out, nil
 	}
-	out := pool.Get(4 * len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
+	out := p.rows.Get(4 * len(w.levels))
+	if err := spec.Widen(out, w.levels); err != nil {
+		p.rows.Put(out)
+		return nil, fmt.Errorf("normalising: %w", err)
 	}
-	return out
+	return out, nil
 }
 
 // Recycle hands back a Result's Data once nothing refers to it any more
@@ -291,8 +307,11 @@ func (p *Processor) Recycle(data []byte) { p.rows.Put(data) }
 
 // DType maps the spec dtype to the wire dtype.
 func DType(spec preprocessv1.Spec) tensorv1.DType {
-	if spec.DType == "float16" {
+	switch spec.DType {
+	case "float16":
 		return tensorv1.Float16
+	case "uint8":
+		return tensorv1.Uint8
 	}
 	return tensorv1.Float32
 }

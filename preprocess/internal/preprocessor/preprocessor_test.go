@@ -50,6 +50,13 @@ func values(t *testing.T, r Result, spec preprocessv1.Spec) []float32 {
 	if err := tt.Validate(); err != nil {
 		t.Fatalf("tensor: %v", err)
 	}
+	if tt.DType == tensorv1.Uint8 {
+		v := make([]float32, len(tt.Data))
+		for i, l := range tt.Data {
+			v[i] = float32(l)
+		}
+		return v
+	}
 	if tt.DType == tensorv1.Float16 {
 		v := make([]float32, len(tt.Data)/2)
 		for i := range v {
@@ -254,6 +261,8 @@ func TestSpecs(t *testing.T) {
 	bgr.ChannelOrder = "BGR"
 	f16 := base
 	f16.DType = "float16"
+	u8 := base
+	u8.DType = "uint8"
 	letter := base
 	letter.ResizeMode = preprocessv1.ResizeLetterbox
 	letter.Background = "#0000ff"
@@ -279,6 +288,14 @@ func TestSpecs(t *testing.T) {
 		}},
 		{"float16 rounds the same values", f16, func(v []float32) bool {
 			return math.Abs(float64(v[100]-ref[100])) < 0.5
+		}},
+		{"uint8 holds the levels themselves", u8, func(v []float32) bool {
+			for i := range v {
+				if v[i] != ref[i] {
+					return false
+				}
+			}
+			return true
 		}},
 		{"letterbox pads top and bottom with the background", letter, func(v []float32) bool {
 			// 96x64 in 32x32: 32x21 content, 5 rows of padding above;
@@ -310,6 +327,51 @@ func TestSpecs(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// A uint8 tensor widened by its consumer (Spec.Widen) is bit for bit the
+// float32 tensor preprocess would have sent, in every layout and order.
+func TestUint8WidensToFloat32(t *testing.T) {
+	imgs := imagecorpus.Generate()
+	p := newProc(t, Options{})
+	imagenet := preprocessv1.ImageNet()
+	bgrNHWC := imagenet
+	bgrNHWC.ChannelOrder, bgrNHWC.Layout = "BGR", "NHWC"
+	letter := imagenet
+	letter.ResizeMode, letter.Background = preprocessv1.ResizeLetterbox, "#336699"
+	for _, spec := range []preprocessv1.Spec{imagenet, bgrNHWC, letter} {
+		t.Run(spec.ChannelOrder+"/"+spec.Layout+"/"+spec.ResizeMode, func(t *testing.T) {
+			u8 := spec
+			u8.DType = "uint8"
+			checked := 0
+			for _, img := range imgs {
+				f, err := p.Process(context.Background(), img.Data, spec)
+				if err != nil {
+					continue // the corpus's bad files
+				}
+				l, err := p.Process(context.Background(), img.Data, u8)
+				if err != nil {
+					t.Fatalf("%s: float32 worked, uint8 failed: %v", img.Name, err)
+				}
+				if len(l.Data)*4 != len(f.Data) {
+					t.Fatalf("%s: %d levels for %d float bytes", img.Name, len(l.Data), len(f.Data))
+				}
+				wide := make([]byte, len(f.Data))
+				if err := u8.Widen(wide, l.Data); err != nil {
+					t.Fatal(err)
+				}
+				for i := range wide {
+					if wide[i] != f.Data[i] {
+						t.Fatalf("%s: byte %d of the widened tensor is %d, the float32 tensor has %d", img.Name, i, wide[i], f.Data[i])
+					}
+				}
+				checked++
+			}
+			if checked < 5 {
+				t.Fatalf("only %d corpus images processed", checked)
+			}
+		})
+	}
 }
 
 func TestDeadline(t *testing.T) {

@@ -117,14 +117,14 @@ func TensorWith(data []byte, spec preprocessv1.Spec, filter imaging.ResampleFilt
 	}
 	r := imaging.Resize(o, l.RW, l.RH, filter)
 	c := imaging.Crop(r, image.Rect(l.OffX, l.OffY, l.OffX+spec.Width, l.OffY+spec.Height))
-	n := resample.NormFor(spec.Scale, spec.Mean, spec.Std, false, false, [3]uint8{})
+	lut := spec.Levels()
 	out := make([]float32, 3*spec.Width*spec.Height)
 	plane := spec.Width * spec.Height
 	for y := 0; y < spec.Height; y++ {
 		for x := 0; x < spec.Width; x++ {
 			p := c.Pix[c.PixOffset(x, y):]
 			for ch := range 3 {
-				out[ch*plane+y*spec.Width+x] = float32(p[ch])*n.Mul[ch] + n.Add[ch]
+				out[ch*plane+y*spec.Width+x] = lut[ch][p[ch]]
 			}
 		}
 	}

@@ -80,60 +80,41 @@ func (p *Plan) at(s *Scratch, X, Y int) (int, bool) {
 	return (j*p.x.n + i) * 3, true
 }
 
-func round8(v float32) float32 {
+func round8(v float32) uint8 {
 	if v <= 0 {
 		return 0
 	}
 	if v >= 255 {
 		return 255
 	}
-	return float32(int(v + 0.5))
+	return uint8(v + 0.5)
 }
 
-// Norm is the per-channel affine map from 8-bit values to model input.
-type Norm struct {
-	// Mul and Add per source channel R, G, B: out = v*Mul + Add.
-	Mul, Add [3]float32
-	BGR      bool
-	NHWC     bool
+// Order is how Write lays out the output levels.
+type Order struct {
+	BGR  bool // channels B, G, R instead of R, G, B
+	NHWC bool // interleaved pixels instead of one plane per channel
 	// Background fills padding (letterbox), in 8-bit RGB.
 	Background [3]uint8
 }
 
-// NormFor builds a Norm from scale, mean and std: (v*scale - mean)/std.
-func NormFor(scale float32, mean, std [3]float32, bgr, nhwc bool, bg [3]uint8) Norm {
-	n := Norm{BGR: bgr, NHWC: nhwc, Background: bg}
-	for c := range 3 {
-		n.Mul[c] = scale / std[c]
-		n.Add[c] = -mean[c] / std[c]
-	}
-	return n
-}
-
-// Write writes the normalised output, W*H*3 values, into dst. Values are
-// rounded to whole 8-bit levels first, as an 8-bit resize would.
-func (p *Plan) Write(s *Scratch, n Norm, dst []float32) {
+// Write writes the output, W*H*3 8-bit levels, into dst: each value rounded
+// to a whole level, as an 8-bit resize would. The model's scale, mean and
+// std come after (preprocessv1.Spec.Widen).
+func (p *Plan) Write(s *Scratch, o Order, dst []uint8) {
 	W, H := p.outW, p.outH
 	plane := W * H
-	var bgv [3]float32
-	for c := range 3 {
-		bgv[c] = float32(n.Background[c])*n.Mul[c] + n.Add[c]
-	}
 	ch := [3]int{0, 1, 2}
-	if n.BGR {
+	if o.BGR {
 		ch = [3]int{2, 1, 0}
 	}
 	for Y := 0; Y < H; Y++ {
 		for X := 0; X < W; X++ {
-			var v [3]float32
-			if o, ok := p.at(s, X, Y); ok {
-				for c := range 3 {
-					v[c] = round8(s.acc[o+c])*n.Mul[c] + n.Add[c]
-				}
-			} else {
-				v = bgv
+			v := o.Background
+			if at, ok := p.at(s, X, Y); ok {
+				v = [3]uint8{round8(s.acc[at]), round8(s.acc[at+1]), round8(s.acc[at+2])}
 			}
-			if n.NHWC {
+			if o.NHWC {
 				b := (Y*W + X) * 3
 				dst[b], dst[b+1], dst[b+2] = v[ch[0]], v[ch[1]], v[ch[2]]
 			} else {
@@ -151,7 +132,7 @@ func (p *Plan) Render(s *Scratch, bg [3]uint8) *image.RGBA {
 		for X := 0; X < p.outW; X++ {
 			d := img.Pix[img.PixOffset(X, Y):]
 			if o, ok := p.at(s, X, Y); ok {
-				d[0], d[1], d[2] = uint8(round8(s.acc[o])), uint8(round8(s.acc[o+1])), uint8(round8(s.acc[o+2]))
+				d[0], d[1], d[2] = round8(s.acc[o]), round8(s.acc[o+1]), round8(s.acc[o+2])
 			} else {
 				d[0], d[1], d[2] = bg[0], bg[1], bg[2]
 			}

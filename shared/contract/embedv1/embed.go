@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 )
@@ -61,6 +62,22 @@ type ModelSpec struct {
 	// MaxBatch is the most images the model runs in one inference; callers
 	// batching on their side send at most this many per request (optional).
 	MaxBatch int `json:"max_batch,omitempty"`
+	// WireDTypes lists the tensor dtypes embed also takes for this model
+	// besides Preprocess.DType (optional). "uint8": the 8-bit levels
+	// preprocess makes with Preprocess but dtype "uint8", which embed widens
+	// itself (preprocessv1.Spec.Widen) into exactly the float32 input: a
+	// quarter of the bytes on the wire. WireSpec picks it.
+	WireDTypes []string `json:"wire_dtypes,omitempty"`
+}
+
+// WireSpec is the spec to ask preprocess for when sending its tensors to
+// this model: Preprocess, with dtype uint8 when the model takes it.
+func (m ModelSpec) WireSpec() preprocessv1.Spec {
+	s := m.Preprocess
+	if slices.Contains(m.WireDTypes, "uint8") {
+		s.DType = "uint8"
+	}
+	return s
 }
 
 // ModelList is the RouteModels response.

@@ -4,8 +4,10 @@
 package preprocessv1
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -60,7 +62,10 @@ type Spec struct {
 	ChannelOrder string `json:"channel_order"`
 	// Layout is "NCHW" or "NHWC".
 	Layout string `json:"layout"`
-	// DType is "float32" or "float16".
+	// DType is "float32", "float16" or "uint8". A uint8 tensor holds the
+	// 8-bit levels after resize, channel order and layout, without scale,
+	// mean and std: its consumer applies them (Widen), which gives exactly the
+	// float32 tensor at a quarter of the bytes on the wire.
 	DType string `json:"dtype"`
 	// Background is the "#rrggbb" colour alpha is composited on (white if empty).
 	Background string `json:"background,omitempty"`
@@ -112,8 +117,10 @@ func (s Spec) Validate() error {
 	if s.Layout != "NCHW" && s.Layout != "NHWC" {
 		errs = append(errs, fmt.Sprintf("layout %q is not NCHW or NHWC", s.Layout))
 	}
-	if s.DType != "float32" && s.DType != "float16" {
-		errs = append(errs, fmt.Sprintf("dtype %q is not float32 or float16", s.DType))
+	switch s.DType {
+	case "float32", "float16", "uint8":
+	default:
+		errs = append(errs, fmt.Sprintf("dtype %q is not float32, float16 or uint8", s.DType))
 	}
 	if s.Background != "" {
 		var r, g, b uint8
@@ -133,6 +140,57 @@ func (s Spec) Shape(n int) []int {
 		return []int{n, s.Height, s.Width, 3}
 	}
 	return []int{n, 3, s.Height, s.Width}
+}
+
+// Levels is the model input value of each 8-bit level, per source channel
+// R, G, B: v*Scale/Std[c] - Mean[c]/Std[c]. Preprocess makes its float
+// tensors through this table and a consumer of a uint8 tensor widens with
+// it, so both give the same bits.
+func (s Spec) Levels() *[3][256]float32 {
+	var t [3][256]float32
+	for c := range 3 {
+		mul, add := s.Scale/s.Std[c], -s.Mean[c]/s.Std[c]
+		for v := range 256 {
+			t[c][v] = float32(v)*mul + add
+		}
+	}
+	return &t
+}
+
+// Widen turns uint8 items made with this spec (dtype uint8) into the float32
+// values, little-endian, that dtype float32 would have given: dst holds
+// 4*len(src) bytes, src whole items of Width*Height*3 levels.
+func (s Spec) Widen(dst, src []byte) error {
+	item := s.Width * s.Height * 3
+	if item == 0 || len(src)%item != 0 || len(dst) != 4*len(src) {
+		return fmt.Errorf("widening %d levels into %d bytes: not whole %dx%dx3 items", len(src), len(dst), s.Width, s.Height)
+	}
+	lut := s.Levels()
+	// Output channel k holds source channel k, or 2-k in BGR order.
+	src2ch := [3]int{0, 1, 2}
+	if s.ChannelOrder == "BGR" {
+		src2ch = [3]int{2, 1, 0}
+	}
+	put := func(i int, t *[256]float32, v byte) {
+		binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(t[v]))
+	}
+	if s.Layout == "NHWC" {
+		r, g, b := &lut[src2ch[0]], &lut[src2ch[1]], &lut[src2ch[2]]
+		for i := 0; i+2 < len(src); i += 3 {
+			put(i, r, src[i])
+			put(i+1, g, src[i+1])
+			put(i+2, b, src[i+2])
+		}
+		return nil
+	}
+	plane := s.Width * s.Height
+	for i := 0; i < len(src); i += plane {
+		t := &lut[src2ch[(i/plane)%3]]
+		for j, v := range src[i : i+plane] {
+			put(i+j, t, v)
+		}
+	}
+	return nil
 }
 
 // Encode returns the compact JSON for HeaderSpec.

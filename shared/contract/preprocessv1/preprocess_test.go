@@ -2,6 +2,7 @@ package preprocessv1
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -19,6 +20,7 @@ func TestSpecValidate(t *testing.T) {
 		{"letterbox bgr nhwc f16", mod(func(s *Spec) {
 			s.ResizeMode, s.ChannelOrder, s.Layout, s.DType, s.Background = ResizeLetterbox, "BGR", "NHWC", "float16", "#000000"
 		}), ""},
+		{"uint8 levels", mod(func(s *Spec) { s.DType = "uint8" }), ""},
 		{"zero size", mod(func(s *Spec) { s.Width = 0 }), "size"},
 		{"crop bigger than resize", mod(func(s *Spec) { s.ResizeShorter = 100 }), "resize_shorter"},
 		{"mode", mod(func(s *Spec) { s.ResizeMode = "zoom" }), "resize_mode"},
@@ -52,6 +54,53 @@ func TestSpecValidate(t *testing.T) {
 	}
 	if got := ImageNet().Shape(4); got[0] != 4 || got[1] != 3 || got[3] != 224 {
 		t.Fatalf("Shape = %v", got)
+	}
+}
+
+func TestWiden(t *testing.T) {
+	// A 2x1 image, two items: levels chosen so every value says where it is.
+	base := Spec{Width: 2, Height: 1, Scale: 1, Mean: [3]float32{0, 100, 200}, Std: [3]float32{1, 2, 4}, ChannelOrder: "RGB", Layout: "NCHW"}
+	norm := func(c int, v byte) float32 { return (float32(v) - base.Mean[c]) / base.Std[c] }
+	src := []byte{10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 61}
+	bgr, nhwc, both := base, base, base
+	bgr.ChannelOrder = "BGR"
+	nhwc.Layout = "NHWC"
+	both.ChannelOrder, both.Layout = "BGR", "NHWC"
+	tests := []struct {
+		name string
+		spec Spec
+		// source channel of each value
+		ch []int
+	}{
+		{"NCHW RGB", base, []int{0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2}},
+		{"NCHW BGR", bgr, []int{2, 2, 1, 1, 0, 0, 2, 2, 1, 1, 0, 0}},
+		{"NHWC RGB", nhwc, []int{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2}},
+		{"NHWC BGR", both, []int{2, 1, 0, 2, 1, 0, 2, 1, 0, 2, 1, 0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := make([]byte, 4*len(src))
+			if err := tc.spec.Widen(dst, src); err != nil {
+				t.Fatal(err)
+			}
+			got, err := (tensorv1.Tensor{DType: tensorv1.Float32, Shape: []int{len(src)}, Data: dst}).Float32s(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range src {
+				if want := norm(tc.ch[i], v); math.Abs(float64(got[i]-want)) > 1e-5 {
+					t.Fatalf("value %d (level %d) = %v, want %v (source channel %d)", i, v, got[i], want, tc.ch[i])
+				}
+			}
+		})
+	}
+	for _, bad := range []struct{ dst, src int }{{48, 11}, {44, 12}} {
+		if err := base.Widen(make([]byte, bad.dst), make([]byte, bad.src)); err == nil {
+			t.Errorf("Widen(%d bytes, %d levels) accepted", bad.dst, bad.src)
+		}
+	}
+	if err := (Spec{}).Widen(nil, []byte{1}); err == nil {
+		t.Error("a spec without a size widened")
 	}
 }
 
