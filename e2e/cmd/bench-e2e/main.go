@@ -107,7 +107,7 @@ func run() error {
 	dur := flag.Duration("duration", 6*time.Second, "time per level")
 	out := flag.String("out", "", "write the JSON report here")
 	svcEnv := flag.String("service-env", "", "extra environment per service, e.g. \"gateway:GOMAXPROCS=1,search:GOMAXPROCS=1\"")
-	rounds := flag.Int("rounds", 2, "rounds; each runs every level through the gateway and in process, the two alternating level by level, and the best of each level is kept (this machine's CPU is noisy)")
+	rounds := flag.Int("rounds", 3, "rounds; each runs every level through the gateway and in process, the two alternating level by level, and the best of each level is kept (this machine's CPU is noisy)")
 	profiles := flag.String("profiles", "", "save each service's CPU profile (pprof, taken at the highest concurrency) in this folder")
 	flag.Parse()
 	var levels []int
