@@ -29,7 +29,17 @@ func New() (*Processor, error) {
 
 // Process turns image bytes into a tensor [1,...] as spec says.
 func (p *Processor) Process(ctx context.Context, data []byte, spec preprocessv1.Spec) (tensorv1.Tensor, error) {
-	r, err := p.p.Process(ctx, data, spec)
+	return p.process(ctx, data, spec, preprocessor.Call{})
+}
+
+// ProcessQuery is Process as the gateway asks for a query: without the
+// perceptual hash, which a query never reads.
+func (p *Processor) ProcessQuery(ctx context.Context, data []byte, spec preprocessv1.Spec) (tensorv1.Tensor, error) {
+	return p.process(ctx, data, spec, preprocessor.Call{NoHash: true})
+}
+
+func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.Spec, c preprocessor.Call) (tensorv1.Tensor, error) {
+	r, err := p.p.ProcessCall(ctx, data, spec, c)
 	if err != nil {
 		return tensorv1.Tensor{}, err
 	}

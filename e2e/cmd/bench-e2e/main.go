@@ -203,7 +203,7 @@ func run() error {
 		return err
 	}
 	embedOne := func(ctx context.Context, img []byte) (string, []float32, error) {
-		t, err := pre.Process(ctx, img, spec.WireSpec()) // the tensor the gateway asks for
+		t, err := pre.ProcessQuery(ctx, img, spec.WireSpec()) // what the gateway asks for
 		if err != nil {
 			return "", nil, err
 		}

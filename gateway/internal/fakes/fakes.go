@@ -65,6 +65,14 @@ type Preprocess struct {
 	FloatOnly atomic.Bool
 	mu        sync.Mutex
 	specs     []string
+	skips     []string
+}
+
+// Skips returns the skip headers received (HeaderSkip), one per call.
+func (p *Preprocess) Skips() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.skips...)
 }
 
 // Specs returns the spec headers received.
@@ -82,6 +90,7 @@ func (p *Preprocess) Handler() http.Handler {
 		p.Calls.Add(1)
 		p.mu.Lock()
 		p.specs = append(p.specs, r.Header.Get(preprocessv1.HeaderSpec))
+		p.skips = append(p.skips, r.Header.Get(preprocessv1.HeaderSkip))
 		p.mu.Unlock()
 		spec := preprocessv1.ImageNet()
 		if h := r.Header.Get(preprocessv1.HeaderSpec); h != "" {

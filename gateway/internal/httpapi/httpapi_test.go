@@ -163,6 +163,12 @@ func TestSearchFlowsThroughContracts(t *testing.T) {
 	if u, f := env.Embed.DTypes.Get("uint8"), env.Embed.DTypes.Get("float32"); u != 12 || f != 0 {
 		t.Fatalf("embed got %d uint8 and %d float32 tensors, want 12 and 0", u, f)
 	}
+	// The gateway never reads the perceptual hash: preprocess skips it.
+	for _, s := range env.Preprocess.Skips() {
+		if s != preprocessv1.SkipPHash {
+			t.Fatalf("preprocess got %s %q, want %q", preprocessv1.HeaderSkip, s, preprocessv1.SkipPHash)
+		}
+	}
 }
 
 // A preprocess from before uint8 tensors refuses them: the query still

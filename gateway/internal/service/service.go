@@ -147,7 +147,8 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s.Pipeline = &pipeline.Pipeline{
-		Preprocess: &preprocessv1.Client{BaseURL: pre.BaseURL(), HTTP: pre},
+		// The gateway never reads the perceptual hash (the indexer does).
+		Preprocess: &preprocessv1.Client{BaseURL: pre.BaseURL(), HTTP: pre, SkipPHash: true},
 		Embed:      &embedv1.Client{BaseURL: emb.BaseURL(), HTTP: emb},
 		Search:     &searchv1.Client{BaseURL: srch.BaseURL(), HTTP: srch},
 		Catalog:    cfg.Catalog,

@@ -112,7 +112,8 @@ func (h *Handler) preprocess(c echo.Context) error {
 		return err
 	}
 	defer h.bodies.Put(data) // the image is decoded before the handler returns
-	r, err := h.p.Process(ctx, data, spec)
+	call := preprocessor.Call{NoHash: skips(c.Request().Header, preprocessv1.SkipPHash)}
+	r, err := h.p.ProcessCall(ctx, data, spec, call)
 	if err != nil {
 		return err
 	}
@@ -135,6 +136,19 @@ func (h *Handler) preprocess(c echo.Context) error {
 		return fmt.Errorf("writing tensor: %w", err)
 	}
 	return nil
+}
+
+// skips says whether the request's HeaderSkip (a comma-separated list, in
+// one header or several) names what.
+func skips(h http.Header, what string) bool {
+	for _, v := range h.Values(preprocessv1.HeaderSkip) {
+		for _, w := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(w), what) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // floats decodes t's data (float32, float16 or uint8 levels) for the debug view.

@@ -138,6 +138,24 @@ func TestPreprocessClient(t *testing.T) {
 	if tt.DType != tensorv1.Float16 || fmt.Sprint(tt.Shape) != "[1 32 64 3]" {
 		t.Fatalf("tensor %s %v", tt.DType, tt.Shape)
 	}
+	spec.DType = "uint8"
+	if tt, _, err = c.Preprocess(context.Background(), img, &spec); err != nil || tt.DType != tensorv1.Uint8 || len(tt.Data) != 32*64*3 {
+		t.Fatalf("uint8: %v, tensor %s %v of %d bytes", err, tt.DType, tt.Shape, len(tt.Data))
+	}
+	// A caller that never reads the hash has it skipped (HeaderSkip); the
+	// tensor is the same.
+	want, _, err := c.Preprocess(context.Background(), img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quick := preprocessv1.Client{BaseURL: ts.URL, SkipPHash: true}
+	got, facts, err := quick.Preprocess(context.Background(), img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if facts.PHash != "" || facts.Format != "jpeg" || !bytes.Equal(got.Data, want.Data) {
+		t.Fatalf("skipping the hash: facts %+v, tensor equal %v", facts, bytes.Equal(got.Data, want.Data))
+	}
 }
 
 func TestPreprocessRequests(t *testing.T) {

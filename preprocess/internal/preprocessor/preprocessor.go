@@ -153,14 +153,26 @@ func (p *Processor) acquire(ctx context.Context) error {
 
 func (p *Processor) release() { <-p.sem }
 
+// Call tunes one Process call.
+type Call struct {
+	// NoHash skips the perceptual hash (Facts.PHash stays empty), as
+	// Options.NoHash does for every call.
+	NoHash bool
+}
+
 // Process turns one image into a tensor row. Errors are *apierror.Error.
 func (p *Processor) Process(ctx context.Context, data []byte, spec preprocessv1.Spec) (Result, error) {
+	return p.ProcessCall(ctx, data, spec, Call{})
+}
+
+// ProcessCall is Process tuned by c.
+func (p *Processor) ProcessCall(ctx context.Context, data []byte, spec preprocessv1.Spec, c Call) (Result, error) {
 	p.metrics.bytesIn(ctx, len(data))
 	if err := p.acquire(ctx); err != nil {
 		return Result{}, p.reject(ctx, apiError(err))
 	}
 	defer p.release()
-	r, err := p.process(ctx, data, spec)
+	r, err := p.process(ctx, data, spec, c.NoHash || p.opt.NoHash)
 	if err != nil {
 		return Result{}, p.reject(ctx, apiError(err))
 	}
@@ -185,7 +197,7 @@ func highAccuracy(s preprocessv1.Spec) bool {
 	return s.Interpolation == "lanczos3" || s.Interpolation == "catmullrom"
 }
 
-func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.Spec) (Result, error) {
+func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.Spec, noHash bool) (Result, error) {
 	if err := spec.Validate(); err != nil {
 		return Result{}, apierror.Wrap(err, 400, apierror.CodeInvalidArgument, "%s", errText(err))
 	}
@@ -241,7 +253,7 @@ func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.
 	p.metrics.resized(ctx, cfg.Format, time.Since(start))
 
 	facts := preprocessv1.Facts{Format: cfg.Format, Width: cfg.Width, Height: cfg.Height, Orientation: cfg.Orientation, Bytes: len(data)}
-	if !p.opt.NoHash {
+	if !noHash {
 		h, err := p.phash(w, img, g, bg)
 		if err != nil {
 			return Result{}, fmt.Errorf("hashing: %w", err)

@@ -18,6 +18,9 @@ import (
 type Client struct {
 	BaseURL string    // e.g. http://127.0.0.1:8081
 	HTTP    wire.Doer // *http.Client or a wrapper; nil means http.DefaultClient
+	// SkipPHash asks single-image calls to skip the perceptual hash
+	// (HeaderSkip), for callers that never read Facts.PHash.
+	SkipPHash bool
 }
 
 func (c *Client) doer() wire.Doer {
@@ -47,6 +50,9 @@ func (c *Client) preprocess(ctx context.Context, image []byte, imageHold bufpool
 	hdr := http.Header{"Accept": {tensorv1.MediaType}}
 	if spec != nil {
 		hdr.Set(HeaderSpec, spec.Encode())
+	}
+	if c.SkipPHash {
+		hdr.Set(HeaderSkip, SkipPHash)
 	}
 	b, rh, err := wire.Send(ctx, c.doer(), wire.Request{Method: http.MethodPost, URL: strings.TrimRight(c.BaseURL, "/") + RoutePreprocess,
 		ContentType: "application/octet-stream", Parts: [][]byte{image}, Hold: imageHold, Header: hdr, Pool: pool})
