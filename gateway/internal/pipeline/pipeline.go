@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -222,17 +221,11 @@ func (p *Pipeline) preprocess(ctx context.Context, image []byte, imageHold bufpo
 		spec = model.Preprocess
 	}
 	t, _, buf, err := p.Preprocess.PreprocessPooled(ctx, image, imageHold, &spec, &p.tensors)
-	if err != nil && spec.DType != model.Preprocess.DType && refusesDType(err) {
+	if err != nil && spec.DType != model.Preprocess.DType && preprocessv1.RefusesDType(err) {
 		p.floatUntil.Store(time.Now().Add(floatRetry).UnixNano())
 		t, _, buf, err = p.Preprocess.PreprocessPooled(ctx, image, imageHold, &model.Preprocess, &p.tensors)
 	}
 	return t, buf, err
-}
-
-// refusesDType tells a preprocess's refusal of the spec's dtype.
-func refusesDType(err error) bool {
-	e, ok := apierror.As(err)
-	return ok && e.Status == http.StatusBadRequest && strings.Contains(e.Message, "dtype")
 }
 
 // SearchImage finds the products nearest to image.

@@ -377,7 +377,8 @@ func embedCapacity(ctx context.Context, o options, pre *preprocessv1.Client, emb
 			return 0, err
 		}
 	}
-	_, t, err := pre.PreprocessBatch(ctx, imgs, &m.Preprocess)
+	spec := m.WireSpec() // the tensors the indexer sends
+	_, t, err := pre.PreprocessBatch(ctx, imgs, &spec)
 	if err != nil {
 		return 0, err
 	}
@@ -423,6 +424,7 @@ func preprocessCapacity(ctx context.Context, o options, pre *preprocessv1.Client
 	if err != nil {
 		return 0, err
 	}
+	spec := m.WireSpec() // the tensors the indexer asks for
 	const total, batch = 256, 8
 	imgs := make([][]byte, min(total, o.n))
 	for i := range imgs {
@@ -442,7 +444,7 @@ func preprocessCapacity(ctx context.Context, o options, pre *preprocessv1.Client
 	for range 3 {
 		wg.Go(func() {
 			for b := range next {
-				if _, _, err := pre.PreprocessBatch(ctx, b, &m.Preprocess); err != nil {
+				if _, _, err := pre.PreprocessBatch(ctx, b, &spec); err != nil {
 					mu.Lock()
 					firstErr = errors.Join(firstErr, err)
 					mu.Unlock()

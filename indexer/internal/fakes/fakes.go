@@ -47,6 +47,18 @@ type Preprocess struct {
 	FailNext atomic.Int64
 	// FailItems makes the next n images answer a per-item 503.
 	FailItems atomic.Int64
+	// FloatOnly refuses dtype uint8 as a preprocess from before it did.
+	FloatOnly atomic.Bool
+	// DTypes counts the tensor dtypes asked for, per batch call.
+	DTypes sync.Map // string -> *atomic.Int64
+}
+
+// Asked is how many batch calls asked for dtype d.
+func (p *Preprocess) Asked(d string) int64 {
+	if n, ok := p.DTypes.Load(d); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 // NewPreprocess starts a fake preprocess.
@@ -71,8 +83,17 @@ func (p *Preprocess) batch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec, err := preprocessv1.DecodeSpec(r.Header.Get(preprocessv1.HeaderSpec))
-	if err != nil || spec != Spec() {
-		apierror.Write(w, apierror.BadRequest("bad_spec", "fake preprocess wants the fake spec: %v", err))
+	asFloat := spec
+	asFloat.DType = "float32"
+	if err != nil || asFloat != Spec() || (spec.DType != "float32" && spec.DType != "uint8") {
+		apierror.Write(w, apierror.BadRequest("bad_spec", "fake preprocess wants the fake spec, float32 or uint8: %v", err))
+		return
+	}
+	n, _ := p.DTypes.LoadOrStore(spec.DType, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+	if spec.DType == "uint8" && p.FloatOnly.Load() {
+		// The words of the real service before uint8 came.
+		apierror.Write(w, apierror.BadRequest(apierror.CodeInvalidArgument, "invalid preprocess spec: dtype %q is not float32 or float16", spec.DType))
 		return
 	}
 	if err := r.ParseMultipartForm(64 << 20); err != nil {
@@ -81,7 +102,7 @@ func (p *Preprocess) batch(w http.ResponseWriter, r *http.Request) {
 	}
 	files := r.MultipartForm.File["image"]
 	meta := preprocessv1.BatchMeta{Spec: spec}
-	var data []float32
+	var levels []byte
 	rows := 0
 	for i, fh := range files {
 		f, err := fh.Open()
@@ -103,15 +124,18 @@ func (p *Preprocess) batch(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		px, hash := sample(img)
-		data = append(data, px...)
+		levels = append(levels, px...)
 		b := img.Bounds()
 		meta.Items = append(meta.Items, preprocessv1.ItemStatus{Index: i, Row: rows, Facts: &preprocessv1.Facts{Format: format, Width: b.Dx(), Height: b.Dy(), Orientation: 1, PHash: hash, Bytes: buf.Len()}})
 		rows++
 	}
 	var t *tensorv1.Tensor
 	if rows > 0 {
-		tt := tensorv1.FromFloat32(spec.Shape(rows), data)
-		t = &tt
+		t = &tensorv1.Tensor{DType: tensorv1.Uint8, Shape: spec.Shape(rows), Data: levels}
+		if spec.DType == "float32" {
+			t = &tensorv1.Tensor{DType: tensorv1.Float32, Shape: spec.Shape(rows), Data: make([]byte, 4*len(levels))}
+			_ = spec.Widen(t.Data, levels) // sized above
+		}
 	}
 	out, err := preprocessv1.MarshalBatch(meta, t)
 	if err != nil {
@@ -122,11 +146,12 @@ func (p *Preprocess) batch(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
-// sample squashes img to Side x Side (nearest) as NCHW [0,1] floats and
-// computes an average hash of the gray version.
-func sample(img image.Image) ([]float32, string) {
+// sample squashes img to Side x Side (nearest) as NCHW 8-bit levels (the
+// spec's floats are level/255) and computes an average hash of the gray
+// version.
+func sample(img image.Image) ([]byte, string) {
 	b := img.Bounds()
-	out := make([]float32, 3*Side*Side)
+	out := make([]byte, 3*Side*Side)
 	gray := make([]float32, Side*Side)
 	var mean float32
 	for y := range Side {
@@ -135,10 +160,8 @@ func sample(img image.Image) ([]float32, string) {
 			sy := b.Min.Y + (2*y+1)*b.Dy()/(2*Side)
 			r, g, bl, _ := img.At(sx, sy).RGBA()
 			i := y*Side + x
-			out[i] = float32(r>>8) / 255
-			out[Side*Side+i] = float32(g>>8) / 255
-			out[2*Side*Side+i] = float32(bl>>8) / 255
-			gray[i] = (out[i] + out[Side*Side+i] + out[2*Side*Side+i]) / 3
+			out[i], out[Side*Side+i], out[2*Side*Side+i] = byte(r>>8), byte(g>>8), byte(bl>>8)
+			gray[i] = (float32(r>>8) + float32(g>>8) + float32(bl>>8)) / 3 / 255
 			mean += gray[i]
 		}
 	}
@@ -166,6 +189,8 @@ type Embed struct {
 	mu      sync.Mutex
 	// BatchSizes records the row count of every call.
 	BatchSizes []int
+	// DTypes counts the calls by tensor dtype.
+	DTypes map[string]int
 }
 
 // NewEmbed starts a fake embed serving models with dimension dim.
@@ -190,7 +215,8 @@ func (e *Embed) Close() { e.Server.Close() }
 func (e *Embed) spec(id string) (embedv1.ModelSpec, bool) {
 	for i, m := range e.Models {
 		if m == id {
-			return embedv1.ModelSpec{ID: m, Version: "1", Dim: e.Dim, Normalization: "l2", Preprocess: Spec(), Default: i == 0, Ready: true}, true
+			return embedv1.ModelSpec{ID: m, Version: "1", Dim: e.Dim, Normalization: "l2", Preprocess: Spec(), Default: i == 0, Ready: true,
+				WireDTypes: []string{"uint8"}}, true
 		}
 	}
 	return embedv1.ModelSpec{}, false
@@ -232,7 +258,25 @@ func (e *Embed) embed(w http.ResponseWriter, r *http.Request) {
 	if d := time.Duration(e.latency.Load()); d > 0 {
 		time.Sleep(d)
 	}
-	fs, _ := t.Float32s(nil)
+	e.mu.Lock()
+	if e.DTypes == nil {
+		e.DTypes = map[string]int{}
+	}
+	e.DTypes[t.DType.String()]++
+	e.mu.Unlock()
+	if t.DType == tensorv1.Uint8 { // as the real embed: widened through the model's spec
+		wide := make([]byte, 4*len(t.Data))
+		if err := Spec().Widen(wide, t.Data); err != nil {
+			apierror.Write(w, apierror.BadRequest("bad_tensor", "%v", err))
+			return
+		}
+		t = tensorv1.Tensor{DType: tensorv1.Float32, Shape: t.Shape, Data: wide}
+	}
+	fs, err := t.Float32s(nil)
+	if err != nil {
+		apierror.Write(w, apierror.BadRequest("bad_tensor", "%v", err))
+		return
+	}
 	n := t.Shape[0]
 	e.Rows.Add(int64(n))
 	e.mu.Lock()

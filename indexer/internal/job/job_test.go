@@ -1,6 +1,7 @@
 package job
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 	"github.com/lookalike-dev/lookalike/shared/safefetch"
 )
 
@@ -617,3 +619,82 @@ func TestWriteFileAtomic(t *testing.T) {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// The index path asks preprocess for uint8 levels when embed takes them
+// (a quarter of the bytes on both hops), and falls back to float32 when a
+// preprocess older than uint8 refuses the dtype: the same vectors either way.
+func TestWireDTypes(t *testing.T) {
+	run := func(floatOnly bool) (*env, map[string]searchv1.Point) {
+		e := newEnv(t)
+		e.pre.FloatOnly.Store(floatOnly)
+		path, want, err := testcat.Write(t.TempDir(), testcat.Options{Good: 24})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := e.config(t, path)
+		j, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := j.Run(context.Background())
+		if err != nil || sum.State != StateCompleted {
+			t.Fatalf("run (float only %v): %v (%+v)", floatOnly, err, sum)
+		}
+		checkOutcome(t, e, sum, cfg.StateDir, want)
+		return e, e.sea.SKUs(searchv1.CollectionName("products", modelA))
+	}
+	narrow, got := run(false)
+	if narrow.pre.Asked("float32") != 0 || narrow.pre.Asked("uint8") == 0 || narrow.emb.DTypes["float32"] != 0 || narrow.emb.DTypes["uint8"] == 0 {
+		t.Errorf("asked preprocess for %d float32 and %d uint8 batches; embed got %v, want uint8 only",
+			narrow.pre.Asked("float32"), narrow.pre.Asked("uint8"), narrow.emb.DTypes)
+	}
+	old, want := run(true)
+	if old.pre.Asked("uint8") == 0 || old.pre.Asked("float32") == 0 || old.emb.DTypes["uint8"] != 0 {
+		t.Errorf("older preprocess: asked %d uint8 and %d float32 batches; embed got %v, want a fall back to float32",
+			old.pre.Asked("uint8"), old.pre.Asked("float32"), old.emb.DTypes)
+	}
+	if len(got) != len(want) || len(got) == 0 {
+		t.Fatalf("%d points with uint8, %d with float32", len(got), len(want))
+	}
+	for sku, p := range want {
+		if !slices.Equal(got[sku].Vector, p.Vector) {
+			t.Fatalf("SKU %s: uint8 and float32 tensors gave different vectors", sku)
+		}
+	}
+}
+
+// Around a fall back, one embed batch may hold uint8 rows and float32 rows:
+// the uint8 ones are widened as embed would.
+func TestBatchTensorWidensMixedRows(t *testing.T) {
+	spec := fakes.Spec()
+	l := &lane{model: spec}
+	n := 3 * spec.Width * spec.Height
+	levels := make([]byte, n)
+	for i := range levels {
+		levels[i] = byte(i * 7)
+	}
+	wide := make([]byte, 4*n)
+	if err := spec.Widen(wide, levels); err != nil {
+		t.Fatal(err)
+	}
+	shape := append([]int{3}, spec.Shape(1)[1:]...)
+	tt, err := l.batchTensor(shape, []*row{{data: levels, dtype: tensorv1.Uint8}, {data: wide, dtype: tensorv1.Float32}, {data: levels, dtype: tensorv1.Uint8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tt.DType != tensorv1.Float32 || len(tt.Data) != 3*4*n {
+		t.Fatalf("tensor %s of %d bytes", tt.DType, len(tt.Data))
+	}
+	for i := range 3 {
+		if !bytes.Equal(tt.Data[i*4*n:(i+1)*4*n], wide) {
+			t.Fatalf("row %d is not the float32 row", i)
+		}
+	}
+	same, err := l.batchTensor(append([]int{2}, shape[1:]...), []*row{{data: levels, dtype: tensorv1.Uint8}, {data: levels, dtype: tensorv1.Uint8}})
+	if err != nil || same.DType != tensorv1.Uint8 || len(same.Data) != 2*n {
+		t.Fatalf("uint8 rows: %v, %s of %d bytes", err, same.DType, len(same.Data))
+	}
+	if _, err := l.batchTensor(shape, []*row{{data: wide, dtype: tensorv1.Float32}, {data: make([]byte, 2*n), dtype: tensorv1.Float16}}); err == nil {
+		t.Fatal("float16 rows beside float32 ones joined")
+	}
+}

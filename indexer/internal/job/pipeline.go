@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,16 +55,22 @@ type item struct {
 
 // row is one item's tensor row or vector in one lane.
 type row struct {
-	it   *item
-	data []byte
-	vec  []float32
+	it    *item
+	data  []byte
+	dtype tensorv1.DType
+	vec   []float32
 }
 
 // lane is the preprocess -> embed -> upsert chain of one target.
 type lane struct {
-	idx     int
-	t       Target
-	spec    preprocessv1.Spec
+	idx int
+	t   Target
+	// model is the model's own preprocess spec; wire is the one asked of
+	// preprocess (uint8 levels when embed takes them, Model.WireSpec) until
+	// a preprocess refuses its dtype.
+	model   preprocessv1.Spec
+	wireMu  sync.Mutex
+	wire    preprocessv1.Spec
 	dim     int
 	prepQ   chan *item
 	embedQ  chan *row
@@ -71,7 +78,20 @@ type lane struct {
 
 	shapeMu  sync.Mutex
 	rowShape []int
-	dtype    tensorv1.DType
+}
+
+func (l *lane) wireSpec() preprocessv1.Spec {
+	l.wireMu.Lock()
+	defer l.wireMu.Unlock()
+	return l.wire
+}
+
+// useModelSpec falls back to the model's own spec after a preprocess
+// refused the wire dtype (one older than it).
+func (l *lane) useModelSpec() {
+	l.wireMu.Lock()
+	defer l.wireMu.Unlock()
+	l.wire = l.model
 }
 
 // pipeline runs the stages; it returns a fatal error (a service down past
@@ -162,13 +182,13 @@ func (j *Job) setup(ctx context.Context) ([]*lane, error) {
 	lanes := make([]*lane, len(j.cfg.Targets))
 	for i, t := range j.cfg.Targets {
 		var spec struct {
-			id   string
-			dim  int
-			prep preprocessv1.Spec
+			id         string
+			dim        int
+			prep, wire preprocessv1.Spec
 		}
 		err := j.retry(ctx, func(ctx context.Context) error {
 			m, err := t.Embed.Model(ctx, t.Model)
-			spec.id, spec.dim, spec.prep = m.ID, m.Dim, m.Preprocess
+			spec.id, spec.dim, spec.prep, spec.wire = m.ID, m.Dim, m.Preprocess, m.WireSpec()
 			return err
 		})
 		if err != nil {
@@ -188,7 +208,7 @@ func (j *Job) setup(ctx context.Context) ([]*lane, error) {
 			return nil, fmt.Errorf("creating collection %s: %w", searchv1.CollectionName(t.Catalog, t.Model), err)
 		}
 		lanes[i] = &lane{
-			idx: i, t: t, spec: spec.prep, dim: spec.dim,
+			idx: i, t: t, model: spec.prep, wire: spec.wire, dim: spec.dim,
 			prepQ:   make(chan *item, 2*j.cfg.PreprocessBatch*j.cfg.PreprocessWorkers),
 			embedQ:  make(chan *row, 2*j.cfg.EmbedBatch*j.cfg.EmbedConcurrency),
 			upsertQ: make(chan *row, 2*j.cfg.UpsertBatch),
@@ -521,12 +541,18 @@ func (j *Job) preprocess(ctx context.Context, l *lane, batch []*item, fatal func
 	t0 := time.Now()
 	var meta preprocessv1.BatchMeta
 	var t *tensorv1.Tensor
+	spec := l.wireSpec()
 	err := j.retry(ctx, func(ctx context.Context) error {
 		var err error
-		meta, t, err = l.t.Preprocess.PreprocessBatch(ctx, imgs, &l.spec)
+		meta, t, err = l.t.Preprocess.PreprocessBatch(ctx, imgs, &spec)
 		return err
 	})
 	if ctx.Err() != nil {
+		return
+	}
+	if err != nil && spec.DType != l.model.DType && preprocessv1.RefusesDType(err) {
+		l.useModelSpec()
+		j.preprocess(ctx, l, batch, fatal, attempt)
 		return
 	}
 	if err != nil {
@@ -553,10 +579,10 @@ func (j *Job) preprocess(ctx context.Context, l *lane, batch []*item, fatal func
 		rowBytes = len(t.Data) / t.Shape[0]
 		l.shapeMu.Lock()
 		if l.rowShape == nil {
-			l.rowShape, l.dtype = append([]int(nil), t.Shape[1:]...), t.DType
-		} else if fmt.Sprint(l.rowShape) != fmt.Sprint(t.Shape[1:]) || l.dtype != t.DType {
+			l.rowShape = append([]int(nil), t.Shape[1:]...)
+		} else if fmt.Sprint(l.rowShape) != fmt.Sprint(t.Shape[1:]) {
 			l.shapeMu.Unlock()
-			fatal(fmt.Errorf("preprocess answered rows %v %s after %v %s", t.Shape[1:], t.DType, l.rowShape, l.dtype))
+			fatal(fmt.Errorf("preprocess answered rows %v after %v", t.Shape[1:], l.rowShape))
 			return
 		}
 		l.shapeMu.Unlock()
@@ -596,7 +622,7 @@ func (j *Job) preprocess(ctx context.Context, l *lane, batch []*item, fatal func
 		}
 		data := t.Data[st.Row*rowBytes : (st.Row+1)*rowBytes : (st.Row+1)*rowBytes]
 		select {
-		case l.embedQ <- &row{it: it, data: data}:
+		case l.embedQ <- &row{it: it, data: data, dtype: t.DType}:
 		case <-ctx.Done():
 			return
 		}
@@ -617,6 +643,33 @@ func (j *Job) preprocess(ctx context.Context, l *lane, batch []*item, fatal func
 
 // ---- embed ----
 
+// batchTensor joins the rows into one tensor. Rows are all uint8 or all of
+// the model's dtype, except around a fall back from uint8 (a preprocess
+// refused it): then the uint8 rows are widened here, as embed would.
+func (l *lane) batchTensor(shape []int, batch []*row) (tensorv1.Tensor, error) {
+	dt := batch[0].dtype
+	mixed := slices.ContainsFunc(batch, func(r *row) bool { return r.dtype != dt })
+	if mixed {
+		dt = tensorv1.Float32
+	}
+	data := make([]byte, 0, len(batch)*len(batch[0].data)*dt.Size()/batch[0].dtype.Size())
+	for _, r := range batch {
+		if r.dtype == dt {
+			data = append(data, r.data...)
+			continue
+		}
+		if r.dtype != tensorv1.Uint8 || dt != tensorv1.Float32 {
+			return tensorv1.Tensor{}, fmt.Errorf("preprocess answered %s rows beside %s ones", r.dtype, dt)
+		}
+		n := len(data)
+		data = append(data, make([]byte, 4*len(r.data))...)
+		if err := l.model.Widen(data[n:], r.data); err != nil {
+			return tensorv1.Tensor{}, fmt.Errorf("widening a uint8 row: %w", err)
+		}
+	}
+	return tensorv1.Tensor{DType: dt, Shape: shape, Data: data}, nil
+}
+
 func (j *Job) embedStage(ctx context.Context, l *lane, fatal func(error)) {
 	for {
 		batch, ok := gather(ctx, l.embedQ, j.cfg.EmbedBatch, j.cfg.Linger)
@@ -628,16 +681,15 @@ func (j *Job) embedStage(ctx context.Context, l *lane, fatal func(error)) {
 		}
 		l.shapeMu.Lock()
 		shape := append([]int{len(batch)}, l.rowShape...)
-		dt := l.dtype
 		l.shapeMu.Unlock()
-		data := make([]byte, 0, len(batch)*len(batch[0].data))
-		for _, r := range batch {
-			data = append(data, r.data...)
+		t, err := l.batchTensor(shape, batch)
+		if err != nil {
+			fatal(err)
+			continue
 		}
-		t := tensorv1.Tensor{DType: dt, Shape: shape, Data: data}
 		t0 := time.Now()
 		var vecs [][]float32
-		err := j.retry(ctx, func(ctx context.Context) error {
+		err = j.retry(ctx, func(ctx context.Context) error {
 			e, err := l.t.Embed.Embed(ctx, t, l.t.Model)
 			if err != nil {
 				return err

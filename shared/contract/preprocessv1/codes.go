@@ -1,6 +1,21 @@
 package preprocessv1
 
-import "net/http"
+import (
+	"net/http"
+	"strings"
+
+	"github.com/lookalike-dev/lookalike/shared/apierror"
+)
+
+// RefusesDType reports whether err is a preprocess service refusing the
+// spec's dtype: a 400 about "dtype", as a service older than the dtype
+// answers (uint8 came after float32 and float16). Callers that asked for
+// a narrower wire dtype (embedv1.ModelSpec.WireSpec) then ask again for the
+// model's own.
+func RefusesDType(err error) bool {
+	e, ok := apierror.As(err)
+	return ok && e.Status == http.StatusBadRequest && strings.Contains(e.Message, "dtype")
+}
 
 // Error codes the preprocess service answers with (in the apierror
 // envelope), besides the shared ones (invalid_argument for a bad spec,

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 )
 
@@ -131,6 +132,25 @@ func TestBatchRoundTrip(t *testing.T) {
 	for _, tc := range bad {
 		if _, _, err := UnmarshalBatch(tc.b); !errors.Is(err, tensorv1.ErrFormat) {
 			t.Errorf("%s: err = %v, want ErrFormat", tc.name, err)
+		}
+	}
+}
+
+func TestRefusesDType(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"older service", apierror.BadRequest(apierror.CodeInvalidArgument, `invalid preprocess spec: dtype "uint8" is not float32 or float16`), true},
+		{"another spec field", apierror.BadRequest(apierror.CodeInvalidArgument, `invalid preprocess spec: layout "CHW" is not NCHW or NHWC`), false},
+		{"a bad image", apierror.New(422, CodeCorruptImage, "the dtype of nothing"), false},
+		{"not an API error", errors.New("dtype"), false},
+		{"nil", nil, false},
+	}
+	for _, tc := range tests {
+		if got := RefusesDType(tc.err); got != tc.want {
+			t.Errorf("%s: RefusesDType = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
