@@ -207,9 +207,9 @@ func (s Spec) Takes(d tensorv1.DType) bool {
 }
 
 // WireDTypes lists the dtypes besides the input dtype that Takes accepts,
-// as embedv1.ModelSpec publishes them.
+// as embedv1.ModelSpec publishes them: uint8 for a float32 model.
 func (s Spec) WireDTypes() []string {
-	if s.Takes(tensorv1.Uint8) && s.InputDType() != tensorv1.Uint8 {
+	if s.InputDType() == tensorv1.Float32 {
 		return []string{tensorv1.Uint8.String()}
 	}
 	return nil

@@ -16,12 +16,11 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/lookalike-dev/lookalike/shared/bufpool"
-	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
-
 	"github.com/lookalike-dev/lookalike/embed/internal/batcher"
 	"github.com/lookalike-dev/lookalike/embed/internal/modelspec"
+	"github.com/lookalike-dev/lookalike/shared/bufpool"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 )
 
 // Encoder runs a model; *ortsession.Session is one.

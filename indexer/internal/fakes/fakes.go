@@ -49,16 +49,15 @@ type Preprocess struct {
 	FailItems atomic.Int64
 	// FloatOnly refuses dtype uint8 as a preprocess from before it did.
 	FloatOnly atomic.Bool
-	// DTypes counts the tensor dtypes asked for, per batch call.
-	DTypes sync.Map // string -> *atomic.Int64
+	mu        sync.Mutex
+	asked     map[string]int64 // batch calls by the dtype asked for
 }
 
 // Asked is how many batch calls asked for dtype d.
 func (p *Preprocess) Asked(d string) int64 {
-	if n, ok := p.DTypes.Load(d); ok {
-		return n.(*atomic.Int64).Load()
-	}
-	return 0
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.asked[d]
 }
 
 // NewPreprocess starts a fake preprocess.
@@ -89,8 +88,12 @@ func (p *Preprocess) batch(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, apierror.BadRequest("bad_spec", "fake preprocess wants the fake spec, float32 or uint8: %v", err))
 		return
 	}
-	n, _ := p.DTypes.LoadOrStore(spec.DType, new(atomic.Int64))
-	n.(*atomic.Int64).Add(1)
+	p.mu.Lock()
+	if p.asked == nil {
+		p.asked = map[string]int64{}
+	}
+	p.asked[spec.DType]++
+	p.mu.Unlock()
 	if spec.DType == "uint8" && p.FloatOnly.Load() {
 		// The words of the real service before uint8 came.
 		apierror.Write(w, apierror.BadRequest(apierror.CodeInvalidArgument, "invalid preprocess spec: dtype %q is not float32 or float16", spec.DType))

@@ -243,10 +243,7 @@ func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.
 	if err := w.plan.Run(img, &w.scratch, ctx.Err); err != nil {
 		return Result{}, err
 	}
-	n := spec.Width * spec.Height * 3
-	w.levels = grow(w.levels, n)
-	w.plan.Write(&w.scratch, resample.Order{BGR: spec.ChannelOrder == "BGR", NHWC: spec.Layout == "NHWC", Background: bg}, w.levels)
-	out, err := p.encode(w, spec)
+	out, err := p.encode(w, spec, resample.Order{BGR: spec.ChannelOrder == "BGR", NHWC: spec.Layout == "NHWC", Background: bg})
 	if err != nil {
 		return Result{}, err
 	}
@@ -285,27 +282,31 @@ func grow[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// encode turns the levels into the spec's dtype, in a pooled row: as they
-// are (uint8), or through the spec's scale, mean and std (float32, float16).
-func (p *Processor) encode(w *work, spec preprocessv1.Spec) ([]byte, error) {
-	switch spec.DType {
-	case "uint8":
-		out := p.rows.Get(len(w.levels))
-		copy(out, w.levels)
+// encode writes the output levels in the spec's dtype into a pooled row:
+// as they are (uint8, straight into the row), or through the spec's scale,
+// mean and std (float32, float16).
+func (p *Processor) encode(w *work, spec preprocessv1.Spec, o resample.Order) ([]byte, error) {
+	n := spec.Width * spec.Height * 3
+	if spec.DType == "uint8" {
+		out := p.rows.Get(n)
+		w.plan.Write(&w.scratch, o, out)
 		return out, nil
-	case "float16":
-		w.wide = grow(w.wide, 4*len(w.levels))
+	}
+	w.levels = grow(w.levels, n)
+	w.plan.Write(&w.scratch, o, w.levels)
+	if spec.DType == "float16" {
+		w.wide = grow(w.wide, 4*n)
 		if err := spec.Widen(w.wide, w.levels); err != nil {
 			return nil, fmt.Errorf("normalising: %w", err)
 		}
-		out := p.rows.Get(2 * len(w.levels))
-		for i := range len(w.levels) {
+		out := p.rows.Get(2 * n)
+		for i := range n {
 			f := math.Float32frombits(binary.LittleEndian.Uint32(w.wide[4*i:]))
 			binary.LittleEndian.PutUint16(out[2*i:], float16.Fromfloat32(f).Bits())
 		}
 		return out, nil
 	}
-	out := p.rows.Get(4 * len(w.levels))
+	out := p.rows.Get(4 * n)
 	if err := spec.Widen(out, w.levels); err != nil {
 		p.rows.Put(out)
 		return nil, fmt.Errorf("normalising: %w", err)

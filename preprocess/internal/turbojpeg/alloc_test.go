@@ -13,13 +13,32 @@ import (
 )
 
 // minorFaults is this process's count of page faults served without I/O
-// (a fresh page zero-filled, for one).
+// (a fresh page zero-filled, for one). It may run on any goroutine.
 func minorFaults(t *testing.T) int64 {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		t.Fatal(err)
+		t.Errorf("getrusage: %v", err)
 	}
 	return ru.Minflt
+}
+
+// catalogJPEGs reads photos of the shared catalog (LOOKALIKE_SHARED, else
+// the folder beside the project).
+func catalogJPEGs(t *testing.T, names ...string) [][]byte {
+	t.Helper()
+	dir := os.Getenv("LOOKALIKE_SHARED")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "..", "shared")
+	}
+	out := make([][]byte, len(names))
+	for i, name := range names {
+		b, err := os.ReadFile(filepath.Join(dir, "catalog", "images", name))
+		if err != nil {
+			t.Fatalf("shared data not found at %s (set LOOKALIKE_SHARED): %v", dir, err)
+		}
+		out[i] = b
+	}
+	return out
 }
 
 // A 13 MP progressive photo decoded again and again (a catalog of camera
@@ -29,14 +48,7 @@ func TestRepeatedProgressiveDecodeReusesMemory(t *testing.T) {
 	if !Available() {
 		t.Skip("libjpeg-turbo not linked in (CGO_ENABLED=0): nothing to tune")
 	}
-	dir := os.Getenv("LOOKALIKE_SHARED")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "..", "shared")
-	}
-	jpg, err := os.ReadFile(filepath.Join(dir, "catalog", "images", "lm-wall-033.jpg")) // 4224x3168, progressive
-	if err != nil {
-		t.Fatalf("shared data not found at %s (set LOOKALIKE_SHARED): %v", dir, err)
-	}
+	jpg := catalogJPEGs(t, "lm-wall-033.jpg")[0] // 4224x3168, progressive
 	if err := KeepFreedMemory(256 << 20); err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +58,7 @@ func TestRepeatedProgressiveDecodeReusesMemory(t *testing.T) {
 	defer runtime.UnlockOSThread()
 	var dst []byte
 	decode := func() {
+		var err error
 		if dst, _, _, err = DecodeRGB(jpg, Factor{Num: 1, Denom: 8}, false, dst); err != nil {
 			t.Fatal(err)
 		}
@@ -84,18 +97,7 @@ func TestProgressiveMixReusesMemory(t *testing.T) {
 		t.Logf("in a process with %s:\n%s", ArenaEnv, out)
 		return
 	}
-	dir := os.Getenv("LOOKALIKE_SHARED")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "..", "shared")
-	}
-	var jpgs [][]byte
-	for _, name := range []string{"lm-wall-044.jpg", "lm-wall-033.jpg", "lm-wall-045.jpg", "lm-wall-032.jpg", "lm-wall-043.jpg"} {
-		b, err := os.ReadFile(filepath.Join(dir, "catalog", "images", name))
-		if err != nil {
-			t.Fatalf("shared data not found at %s (set LOOKALIKE_SHARED): %v", dir, err)
-		}
-		jpgs = append(jpgs, b)
-	}
+	jpgs := catalogJPEGs(t, "lm-wall-044.jpg", "lm-wall-033.jpg", "lm-wall-045.jpg", "lm-wall-032.jpg", "lm-wall-043.jpg")
 	// glibc binds a thread to an arena at its first malloc or free, for
 	// good: threads the allocator met before it was tuned keep theirs. A
 	// server decodes on threads started under load, after the tuning.
