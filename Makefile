@@ -28,6 +28,13 @@ LDFLAGS := -s -w -X main.commit=$(COMMIT)
 
 export GOTOOLCHAIN := local
 export ONNXRUNTIME_LIB := $(ORT_LIB)
+
+# The Go runtime setting every Lookalike process runs with, as the images set it: sysmon stays out
+# of deep sleep, so system calls stop waking it ~1,000 times a second (shared/sysmon explains and
+# tests it). The suite and the benchmarks run with it, the in-process references included.
+RUNTIME_GODEBUG := schedtrace=2147483647
+comma := ,
+run bench bench-%: export GODEBUG := $(if $(findstring $(RUNTIME_GODEBUG),$(GODEBUG)),$(GODEBUG),$(if $(GODEBUG),$(GODEBUG)$(comma))$(RUNTIME_GODEBUG))
 export MODEL_DIR
 export LOOKALIKE_SHARED := $(SHARED)
 

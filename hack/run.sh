@@ -63,6 +63,12 @@ wait_ready() {
 # a few percent faster end to end), all cores for preprocess and embed.
 # preprocess with one glibc malloc arena, as its image sets (MALLOC_ARENA_MAX=1:
 # libjpeg's freed memory is reused, not faulted in again on every image).
+# Every service with the Go runtime setting its image sets (shared/sysmon: system
+# calls stop waking sysmon out of deep sleep ~1,000 times a second).
+case ",${GODEBUG:-}," in
+  *,schedtrace=*) ;;
+  *) export GODEBUG="${GODEBUG:+$GODEBUG,}schedtrace=2147483647" ;;
+esac
 MALLOC_ARENA_MAX=1 start preprocess
 start embed
 GOMAXPROCS=${SEARCH_GOMAXPROCS:-1} start search

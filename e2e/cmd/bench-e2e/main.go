@@ -17,12 +17,14 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lookalike-dev/lookalike/shared/benchreport"
 	"github.com/lookalike-dev/lookalike/shared/bodyfile"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+	"github.com/lookalike-dev/lookalike/shared/sysmon"
 
 	embedinproc "github.com/lookalike-dev/lookalike/embed/inproc"
 	preinproc "github.com/lookalike-dev/lookalike/preprocess/inproc"
@@ -96,6 +98,15 @@ func cpuLine(l Level) string {
 }
 
 func main() {
+	// The reference pipeline runs in this process: it gets the Go runtime
+	// setting the services run with (the stack gives it to them), so both
+	// sides pay the same runtime. GODEBUG is read at start, hence the re-exec.
+	if !sysmon.On(os.Getenv("GODEBUG")) {
+		if err := reexecWith("GODEBUG", sysmon.With(os.Getenv("GODEBUG"))); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-e2e:", err)
+			os.Exit(1)
+		}
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
 		os.Exit(1)
@@ -268,7 +279,7 @@ func run() error {
 		{"HTTP   ", httpCPU, searchHTTP, httpRes},
 		{"in-proc", inprocCPU, searchInProc, inprocRes},
 	}
-	fmt.Fprintf(os.Stderr, "%d photos; HTTP: through the gateway, 4 processes; in-proc: the same stages in this process, no HTTP\n", len(imgs))
+	fmt.Fprintf(os.Stderr, "%d photos; HTTP: through the gateway, 4 processes; in-proc: the same stages in this process, no HTTP; both with GODEBUG=%s\n", len(imgs), os.Getenv("GODEBUG"))
 	for round := 1; round <= max(*rounds, 1); round++ {
 		fmt.Fprintf(os.Stderr, "round %d:\n", round)
 		for li, n := range levels {
@@ -305,6 +316,25 @@ func run() error {
 		if err := os.WriteFile(*out, b, 0o644); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// reexecWith replaces this process with itself, the environment variable
+// name set to value.
+func reexecWith(name, value string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding this executable to restart it with %s=%s: %w", name, value, err)
+	}
+	env := []string{name + "=" + value}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, name+"=") {
+			env = append(env, kv)
+		}
+	}
+	if err := syscall.Exec(exe, os.Args, env); err != nil {
+		return fmt.Errorf("restarting with %s=%s: %w", name, value, err)
 	}
 	return nil
 }

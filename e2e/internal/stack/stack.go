@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lookalike-dev/lookalike/shared/sysmon"
 )
 
 // Binaries built by Build, by name.
@@ -279,7 +281,10 @@ func New(t TB, o Options) *Stack {
 	}
 	dir := t.TempDir()
 	s := &Stack{Env: env, Dir: dir, AdminKey: "e2e-admin-key-0123456789", Procs: map[string]*Proc{}, Instances: map[string][]string{}}
-	common := []string{"MODEL_DIR=" + env.ModelDir, "ONNXRUNTIME_LIB=" + env.ORTLib, "OTEL_TRACES_EXPORTER=none"}
+	// Every service runs with the Go runtime setting its image sets
+	// (shared/sysmon: system calls stop waking sysmon out of deep sleep).
+	common := []string{"MODEL_DIR=" + env.ModelDir, "ONNXRUNTIME_LIB=" + env.ORTLib, "OTEL_TRACES_EXPORTER=none",
+		"GODEBUG=" + sysmon.With(os.Getenv("GODEBUG"))}
 	urls := map[string][]string{}
 	for _, svc := range Services {
 		n := max(o.Replicas[svc], 1)

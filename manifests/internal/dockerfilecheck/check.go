@@ -1,7 +1,8 @@
 // Package dockerfilecheck checks the services' Dockerfiles without a container engine: they parse
 // (BuildKit's own parser), are multi-stage, pin their base images, copy only paths that exist in the build
 // context (the repo root, after .dockerignore), take --from only from earlier stages, and end as a
-// numeric non-root USER with an ENTRYPOINT.
+// numeric non-root USER with an ENTRYPOINT whose environment carries the Go runtime setting every
+// Lookalike process runs with (RuntimeGODEBUG).
 package dockerfilecheck
 
 import (
@@ -16,6 +17,11 @@ import (
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 )
+
+// RuntimeGODEBUG is the GODEBUG entry every service image sets: it keeps the Go runtime's sysmon out
+// of deep sleep, so system calls stop waking it ~1,000 times a second (shared/sysmon explains and
+// tests it; this module does not depend on shared, so the value is repeated here).
+const RuntimeGODEBUG = "schedtrace=2147483647"
 
 // Spec is what one Dockerfile must be.
 type Spec struct {
@@ -160,12 +166,25 @@ func Check(root string, spec Spec) []string {
 	if !final.entry {
 		bad(final.line, "final stage has no ENTRYPOINT")
 	}
+	if !hasEntry(final.env["GODEBUG"], RuntimeGODEBUG) {
+		bad(final.line, "final stage sets no GODEBUG=%s (got %q): sysmon would wake on every system call after an idle moment (see shared/sysmon)", RuntimeGODEBUG, final.env["GODEBUG"])
+	}
 	if spec.BuildPackage != "" {
 		if fi, err := os.Stat(filepath.Join(root, spec.BuildPackage)); err != nil || !fi.IsDir() {
 			bad(1, "builds %s, which does not exist", spec.BuildPackage)
 		}
 	}
 	return problems
+}
+
+// hasEntry reports whether a comma-separated GODEBUG value holds entry.
+func hasEntry(godebug, entry string) bool {
+	for _, kv := range strings.Split(godebug, ",") {
+		if strings.TrimSpace(kv) == entry {
+			return true
+		}
+	}
+	return false
 }
 
 func nodeWords(n *parser.Node) []string {

@@ -29,6 +29,7 @@ RUN cd svc && go build -o /out/svc ./cmd/svc
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/svc /svc
 USER 65532:65532
+ENV GODEBUG=schedtrace=2147483647
 ENTRYPOINT ["/svc"]
 `
 
@@ -54,6 +55,9 @@ func TestCheckCatchesBrokenDockerfiles(t *testing.T) {
 		{"undefined arg", strings.Replace(good, "ARG GO_VERSION=1.26\n", "", 1), "", "empty part"},
 		{"no entrypoint", strings.Replace(good, "ENTRYPOINT [\"/svc\"]\n", "", 1), "", "no ENTRYPOINT"},
 		{"cgo on for a static build", strings.Replace(good, "CGO_ENABLED=0", "CGO_ENABLED=1", 1), "", "CGO_ENABLED"},
+		{"no runtime GODEBUG", strings.Replace(good, "ENV GODEBUG=schedtrace=2147483647\n", "", 1), "", "sets no GODEBUG"},
+		{"runtime GODEBUG in the build stage only", strings.Replace(strings.Replace(good, "ENV GODEBUG=schedtrace=2147483647\n", "", 1), "ENV CGO_ENABLED=0", "ENV CGO_ENABLED=0 GODEBUG=schedtrace=2147483647", 1), "", "sets no GODEBUG"},
+		{"runtime GODEBUG with other entries", strings.Replace(good, "GODEBUG=schedtrace=2147483647", "GODEBUG=madvdontneed=1,schedtrace=2147483647", 1), "", ""},
 		{"missing build package", strings.Replace(good, "./cmd/svc", "./cmd/svc", 1), "", "__pkg__"},
 	}
 	for _, tt := range tests {
