@@ -19,8 +19,14 @@
 // the host has been up longer than that, and then once per period. Measured
 // with bench-e2e (same run, alternating): the gateway's sysmon wakeups fell
 // from ~10,000 to ~1,500 in 10 s, and the CPU the services spend per query
-// by ~2 ms (gateway ~1 ms, embed ~0.6 ms, search ~0.2 ms). The images, the
-// manifests, make run, the e2e stack and the benchmarks set it.
+// by ~2 ms (gateway ~1 ms, embed ~0.6 ms, search ~0.2 ms). The images set
+// it (so the manifests' pods run with it; check-dockerfiles requires it), and
+// so do make run, the e2e stack and the benchmarks.
+//
+// The other wake-up it does not cover: a cgo call that lasts long enough for
+// sysmon to retake its P (ONNX Runtime's inferences in embed). preprocess's
+// JPEG decodes avoid it by running on C threads of their own
+// (preprocess/internal/turbojpeg).
 // TestSettingQuietsSysmon checks the effect on the Go version in use, so an
 // upgrade that changes sysmon fails it instead of silently losing it.
 package sysmon

@@ -102,6 +102,7 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -245,15 +246,15 @@ func decodeOffP(jpeg, dst []byte, w, h int, flags C.int) error {
 		return fmt.Errorf("turbojpeg: starting a decoding thread: %w", syscall.Errno(errno))
 	}
 	// The job, jpeg and dst are the C thread's until it signals: wait for
-	// that whatever happens (a read error here is a bug, not bad input).
+	// that whatever happens. Should the poller fail us, wait on the
+	// descriptor itself; returning early would free what the thread writes.
 	var buf [8]byte
-	for {
-		_, err := done.Read(buf[:])
-		if err == nil {
-			break
-		}
-		if !isRetryable(err) {
-			panic(fmt.Sprintf("turbojpeg: waiting for a decode to end: %v", err))
+	if _, err := done.Read(buf[:]); err != nil {
+		for {
+			if _, err := syscall.Read(int(efd), buf[:]); err == nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 	if job.rc != 0 {
@@ -264,8 +265,4 @@ func decodeOffP(jpeg, dst []byte, w, h int, flags C.int) error {
 		return fmt.Errorf("turbojpeg: decoding: %s", msg)
 	}
 	return nil
-}
-
-func isRetryable(err error) bool {
-	return err == syscall.EINTR || err == syscall.EAGAIN
 }
