@@ -6,22 +6,24 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/lookalike-dev/lookalike/shared/benchreport"
-	"github.com/lookalike-dev/lookalike/shared/bodyfile"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 	"github.com/lookalike-dev/lookalike/shared/sysmon"
@@ -31,6 +33,7 @@ import (
 	searchinproc "github.com/lookalike-dev/lookalike/search/inproc"
 
 	"github.com/lookalike-dev/lookalike/e2e/internal/loadgen"
+	"github.com/lookalike-dev/lookalike/e2e/internal/replay"
 	"github.com/lookalike-dev/lookalike/e2e/internal/stack"
 )
 
@@ -166,23 +169,31 @@ func run() error {
 		return fmt.Errorf("indexing through the gateway: %w", err)
 	}
 	rep := Report{Machine: machine(), Images: len(imgs)}
-	// Each upload's multipart body is built once into a file in memory and
-	// sent with sendfile(2), as a load tool replays a body file: the
-	// generator shares the cores with the services, and a real client on
-	// another machine costs them nothing (nor does the in-process
-	// reference's input).
-	bodies, cts := make([]bodyfile.File, len(imgs)), make([]string, len(imgs))
+	// Each upload is built once, request line, headers and multipart body,
+	// into a file in memory, and replayed over kept-alive connections with
+	// sendfile(2) and no JSON decoding of the answer (package replay), as a
+	// lean load tool does: the generator shares the cores with the services,
+	// and a real client on another machine costs them nothing (nor does the
+	// in-process reference's input).
+	gw, err := url.Parse(s.Gateway())
+	if err != nil {
+		return err
+	}
+	uploads := make([]replay.Request, len(imgs))
 	for i, img := range imgs {
 		b, ct := stack.Multipart(nil, map[string][]byte{"image": img})
-		if bodies[i], err = bodyfile.Write(b.Bytes()); err != nil {
+		if uploads[i], err = replay.NewPost(gw.Host, "/v1/search?top_k=10", ct, b.Bytes()); err != nil {
 			return err
 		}
-		defer bodies[i].Remove()
-		cts[i] = ct
+		defer uploads[i].Remove()
 	}
-	// Enough idle connections for the highest concurrency (the default
-	// keeps two, and the rest would reconnect on every request).
-	c.HTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
+	maxConc := slices.Max(levels)
+	clients := make(chan *replay.Client, maxConc)
+	for range maxConc {
+		rc := replay.NewClient(gw.Host, 60*time.Second)
+		defer rc.Close()
+		clients <- rc
+	}
 
 	pre, err := preinproc.New()
 	if err != nil {
@@ -234,12 +245,19 @@ func run() error {
 			return err
 		}
 	}
-	searchHTTP := func(ctx context.Context, i int) error {
-		res, err := c.SearchFile(ctx, bodies[i%len(bodies)], cts[i%len(cts)], "?top_k=10")
-		if err == nil && len(res.Results) == 0 {
-			err = fmt.Errorf("no results")
+	searchHTTP := func(_ context.Context, i int) error {
+		rc := <-clients
+		defer func() { clients <- rc }()
+		st, body, err := rc.Do(uploads[i%len(uploads)])
+		switch {
+		case err != nil:
+			return err
+		case st != http.StatusOK:
+			return fmt.Errorf("search: %d %.200s", st, body)
+		case !bytes.Contains(body, []byte(`"results":[{`)):
+			return fmt.Errorf("search: no results: %.200s", body)
 		}
-		return err
+		return nil
 	}
 	searchInProc := func(ctx context.Context, i int) error {
 		id, v, err := embedOne(ctx, imgs[i%len(imgs)])
