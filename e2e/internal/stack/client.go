@@ -3,7 +3,6 @@ package stack
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,8 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/lookalike-dev/lookalike/shared/bodyfile"
 )
 
 // Product is one line of the demo catalog.
@@ -152,16 +149,6 @@ func (c *Client) IndexProduct(catalogDir string, p Product) error {
 func (c *Client) SearchImage(img []byte, query string) (SearchResponse, error) {
 	body, ct := Multipart(nil, map[string][]byte{"image": img})
 	return searchResult(c.Do(http.MethodPost, "/v1/search"+query, ct, body, false))
-}
-
-// SearchFile posts a prepared multipart body file (contentType names its
-// boundary) to /v1/search; the file goes out with sendfile(2).
-func (c *Client) SearchFile(ctx context.Context, f bodyfile.File, contentType, query string) (SearchResponse, error) {
-	req, err := f.NewRequest(ctx, http.MethodPost, c.Base+"/v1/search"+query, contentType)
-	if err != nil {
-		return SearchResponse{}, err
-	}
-	return searchResult(c.send(req))
 }
 
 func searchResult(st int, b []byte, _ http.Header, err error) (SearchResponse, error) {

@@ -180,23 +180,14 @@ func Factors() []Factor {
 // size. fast selects the faster, slightly less exact DCT and upsampling.
 // CMYK and YCCK images are refused (libjpeg-turbo cannot convert them to RGB).
 func DecodeRGB(jpeg []byte, f Factor, fast bool, dst []byte) (pix []byte, w, h int, err error) {
-	if len(jpeg) == 0 {
-		return dst, 0, 0, fmt.Errorf("turbojpeg: empty input")
+	hdr, err := DecodeHeader(jpeg) // the decode itself runs on a decoding thread's own handle
+	if err != nil {
+		return dst, 0, 0, err
 	}
-	hd := C.tjInitDecompress()
-	if hd == nil {
-		return dst, 0, 0, fmt.Errorf("turbojpeg: init: %s", C.GoString(C.tjGetErrorStr2(nil)))
+	if hdr.Colorspace == CMYK || hdr.Colorspace == YCCK {
+		return dst, 0, 0, fmt.Errorf("turbojpeg: colour space %d has no RGB conversion", int(hdr.Colorspace))
 	}
-	defer C.tjDestroy(hd)
-	src := (*C.uchar)(unsafe.Pointer(&jpeg[0]))
-	var cw, ch, ss, cs C.int
-	if C.tjDecompressHeader3(hd, src, C.ulong(len(jpeg)), &cw, &ch, &ss, &cs) != 0 {
-		return dst, 0, 0, errorOf(hd, "reading header")
-	}
-	if cs == C.TJCS_CMYK || cs == C.TJCS_YCCK {
-		return dst, 0, 0, fmt.Errorf("turbojpeg: colour space %d has no RGB conversion", int(cs))
-	}
-	w, h = f.Scaled(int(cw)), f.Scaled(int(ch))
+	w, h = f.Scaled(hdr.Width), f.Scaled(hdr.Height)
 	n := w * h * 3
 	if n <= 0 {
 		return dst, 0, 0, fmt.Errorf("turbojpeg: bad scaled size %dx%d", w, h)
