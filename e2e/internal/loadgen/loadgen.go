@@ -20,6 +20,8 @@ type Result struct {
 	P95ms       float64 `json:"p95_ms"`
 	P99ms       float64 `json:"p99_ms"`
 	FirstError  string  `json:"first_error,omitempty"`
+	// Latencies are the answered requests' times, sorted (for Merge).
+	Latencies []time.Duration `json:"-"`
 }
 
 // Run calls op from `concurrency` workers for d (and at most maxReq
@@ -63,12 +65,37 @@ func Run(ctx context.Context, concurrency int, d time.Duration, maxReq int, op f
 		}()
 	}
 	wg.Wait()
-	secs := time.Since(start).Seconds()
-	r := Result{Concurrency: concurrency, Requests: len(lat) + errs, Errors: errs, Seconds: secs, FirstError: first}
-	if secs > 0 {
-		r.Throughput = float64(len(lat)) / secs
+	return summarize(Result{Concurrency: concurrency, Requests: len(lat) + errs, Errors: errs,
+		Seconds: time.Since(start).Seconds(), FirstError: first, Latencies: lat})
+}
+
+// Merge pools runs at one concurrency (windows of a longer measurement)
+// into one result: requests, errors and seconds add up, throughput is
+// answered requests over the summed seconds, and the percentiles are those
+// of all the runs' latencies together.
+func Merge(rs ...Result) Result {
+	var m Result
+	for _, r := range rs {
+		m.Concurrency = r.Concurrency
+		m.Requests += r.Requests
+		m.Errors += r.Errors
+		m.Seconds += r.Seconds
+		m.Latencies = append(m.Latencies, r.Latencies...)
+		if m.FirstError == "" {
+			m.FirstError = r.FirstError
+		}
 	}
+	return summarize(m)
+}
+
+// summarize sorts r's latencies and fills in its throughput and percentiles.
+func summarize(r Result) Result {
+	lat := r.Latencies
 	slices.Sort(lat)
+	r.Throughput = 0
+	if r.Seconds > 0 {
+		r.Throughput = float64(len(lat)) / r.Seconds
+	}
 	pct := func(p float64) float64 {
 		if len(lat) == 0 {
 			return 0
@@ -78,4 +105,23 @@ func Run(ctx context.Context, concurrency int, d time.Duration, maxReq int, op f
 	}
 	r.P50ms, r.P95ms, r.P99ms = pct(0.50), pct(0.95), pct(0.99)
 	return r
+}
+
+// Knee is the index of the first run (runs at rising concurrency) whose
+// throughput reaches frac of the best: where adding clients stops adding
+// answers, the saturation point. -1 when no run answered anything.
+func Knee(rs []Result, frac float64) int {
+	best := 0.0
+	for _, r := range rs {
+		best = max(best, r.Throughput)
+	}
+	if best <= 0 {
+		return -1
+	}
+	for i, r := range rs {
+		if r.Throughput >= frac*best {
+			return i
+		}
+	}
+	return -1
 }

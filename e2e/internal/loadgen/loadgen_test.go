@@ -36,3 +36,67 @@ func TestRun(t *testing.T) {
 		})
 	}
 }
+
+func TestMerge(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var d []time.Duration
+		for _, x := range v {
+			d = append(d, time.Duration(x)*time.Millisecond)
+		}
+		return d
+	}
+	a := summarize(Result{Concurrency: 8, Requests: 3, Seconds: 1, Latencies: ms(30, 10, 20)})
+	b := summarize(Result{Concurrency: 8, Requests: 3, Errors: 1, Seconds: 3, FirstError: "boom", Latencies: ms(100, 40)})
+	tests := []struct {
+		name                      string
+		in                        []Result
+		wantReq, wantErr          int
+		wantRPS, wantP50, wantP99 float64
+	}{
+		{"one run is itself", []Result{a}, 3, 0, 3, 20, 30},
+		// 5 answered in 4 s; the pooled median is 30 ms, which neither
+		// run's own median (20, 100) is.
+		{"pooled", []Result{a, b}, 6, 1, 1.25, 30, 100},
+		{"nothing", nil, 0, 0, 0, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := Merge(tc.in...)
+			if m.Requests != tc.wantReq || m.Errors != tc.wantErr || m.Throughput != tc.wantRPS || m.P50ms != tc.wantP50 || m.P99ms != tc.wantP99 {
+				t.Fatalf("Merge = %+v", m)
+			}
+		})
+	}
+	if len(a.Latencies) != 3 || a.P50ms != 20 {
+		t.Fatalf("Merge changed its input: %+v", a)
+	}
+}
+
+func TestKnee(t *testing.T) {
+	rps := func(v ...float64) []Result {
+		var rs []Result
+		for _, x := range v {
+			rs = append(rs, Result{Throughput: x})
+		}
+		return rs
+	}
+	tests := []struct {
+		name string
+		rs   []Result
+		want int
+	}{
+		{"levels off", rps(30, 50, 56, 58, 57), 2},
+		{"still rising", rps(10, 20, 40), 2},
+		{"flat from the start", rps(60, 61, 59), 0},
+		{"a dip after the knee", rps(30, 57, 40, 60), 1},
+		{"nothing answered", rps(0, 0), -1},
+		{"no runs", nil, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Knee(tc.rs, 0.95); got != tc.want {
+				t.Fatalf("Knee = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
