@@ -156,6 +156,9 @@ func run() error {
 	window := flag.Duration("window", 6*time.Second, "length of one side's window at the saturation point")
 	profiles := flag.String("profiles", "", "save each service's CPU profile (pprof, taken at the highest concurrency) in this folder")
 	flag.Parse()
+	if *pairs < 1 || *window <= 0 {
+		return fmt.Errorf("-pairs must be at least 1 and -window positive (the ratio comes from them), got %d and %s", *pairs, *window)
+	}
 	var levels []int
 	for _, f := range strings.Split(*concFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
