@@ -39,10 +39,6 @@ import (
 // Setting is the GODEBUG entry that keeps sysmon out of deep sleep.
 const Setting = "schedtrace=2147483647"
 
-// Env is Setting as an environment entry, for a process started without a
-// GODEBUG of its own.
-const Env = "GODEBUG=" + Setting
-
 // On reports whether a GODEBUG value keeps sysmon out of deep sleep: a
 // schedtrace period above zero (the last entry wins, as in the runtime).
 func On(godebug string) bool {

@@ -136,8 +136,13 @@ func KeepFreedMemory(trim int) error {
 }
 
 func errorOf(h C.tjhandle, what string) error {
-	msg := C.GoString(C.tjGetErrorStr2(h))
-	if C.tjGetErrorCode(h) == C.TJERR_WARNING {
+	return tjError(C.tjGetErrorCode(h), what, C.GoString(C.tjGetErrorStr2(h)))
+}
+
+// tjError is a libjpeg-turbo failure while doing what: ErrWarning when the
+// library only warned (code TJERR_WARNING).
+func tjError(code C.int, what, msg string) error {
+	if code == C.TJERR_WARNING {
 		return fmt.Errorf("%w: %s: %s", ErrWarning, what, msg)
 	}
 	return fmt.Errorf("turbojpeg: %s: %s", what, msg)
@@ -249,11 +254,7 @@ func decodeOffP(jpeg, dst []byte, w, h int, flags C.int) error {
 		}
 	}
 	if job.rc != 0 {
-		msg := C.GoString(&job.msg[0])
-		if job.code == C.TJERR_WARNING {
-			return fmt.Errorf("%w: decoding: %s", ErrWarning, msg)
-		}
-		return fmt.Errorf("turbojpeg: decoding: %s", msg)
+		return tjError(job.code, "decoding", C.GoString(&job.msg[0]))
 	}
 	return nil
 }
