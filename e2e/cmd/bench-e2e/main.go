@@ -96,15 +96,31 @@ func (m cpuMeter) measure(run func() loadgen.Result) Level {
 	return l
 }
 
+// results are the load results of ls.
+func results(ls []Level) []loadgen.Result {
+	rs := make([]loadgen.Result, len(ls))
+	for i, l := range ls {
+		rs[i] = l.Result
+	}
+	return rs
+}
+
+// windows are ls as paired windows: answered requests over seconds.
+func windows(ls []Level) []paired.Window {
+	ws := make([]paired.Window, len(ls))
+	for i, l := range ls {
+		ws[i] = paired.Window{Answered: l.Requests - l.Errors, Seconds: l.Seconds}
+	}
+	return ws
+}
+
 // mergeLevels pools windows at one concurrency: their requests and
 // latencies (loadgen.Merge) and each process's CPU per answered request,
 // weighted by the requests each window answered.
 func mergeLevels(ls []Level) Level {
-	var rs []loadgen.Result
 	cpu := map[string]float64{}
 	answered := 0.0
 	for _, l := range ls {
-		rs = append(rs, l.Result)
 		n := float64(l.Requests - l.Errors)
 		answered += n
 		for name, v := range l.CPUms {
@@ -114,7 +130,7 @@ func mergeLevels(ls []Level) Level {
 	for name := range cpu {
 		cpu[name] /= max(answered, 1)
 	}
-	return Level{Result: loadgen.Merge(rs...), CPUms: cpu}
+	return Level{Result: loadgen.Merge(results(ls)...), CPUms: cpu}
 }
 
 // cpuLine formats a level's CPU per request, services first.
@@ -353,20 +369,12 @@ func run() error {
 	// than the gap measured, so the two sides are compared at the saturation
 	// point (the first level where both reach 95% of their best) in short
 	// windows taken in turn, each pair seeing the same drift (package paired).
-	results := func(ls []Level) []loadgen.Result {
-		rs := make([]loadgen.Result, len(ls))
-		for i, l := range ls {
-			rs[i] = l.Result
-		}
-		return rs
-	}
 	knee := max(loadgen.Knee(results(httpRes), 0.95), loadgen.Knee(results(inprocRes), 0.95))
 	if knee < 0 {
 		return fmt.Errorf("no level answered a request: %s / %s", httpRes[0].FirstError, inprocRes[0].FirstError)
 	}
 	sat := Saturation{Concurrency: levels[knee]}
 	fmt.Fprintf(os.Stderr, "saturation point: c=%d; %d pairs of %s windows, each side in turn:\n", sat.Concurrency, *pairs, *window)
-	wins := make([][]paired.Window, len(sides))
 	levelsBySide := make([][]Level, len(sides))
 	for p := 0; p < *pairs; p++ {
 		var line []string
@@ -377,14 +385,13 @@ func run() error {
 			if r.Errors > 0 {
 				fmt.Fprintf(os.Stderr, "  %s: %d errors, first: %s\n", strings.TrimSpace(sd.name), r.Errors, r.FirstError)
 			}
-			wins[si] = append(wins[si], paired.Window{Answered: r.Requests - r.Errors, Seconds: r.Seconds})
 			levelsBySide[si] = append(levelsBySide[si], r)
 			line = append(line, fmt.Sprintf("%s %.1f", strings.TrimSpace(sd.name), r.Throughput))
 		}
 		fmt.Fprintf(os.Stderr, "  pair %2d: %s req/s\n", p+1, strings.Join(line, ", "))
 	}
 	sat.HTTP, sat.InProcess = mergeLevels(levelsBySide[0]), mergeLevels(levelsBySide[1])
-	if sat.Paired, err = paired.Compare(wins[0], wins[1]); err != nil {
+	if sat.Paired, err = paired.Compare(windows(levelsBySide[0]), windows(levelsBySide[1])); err != nil {
 		return err
 	}
 	rep.Saturation = sat
