@@ -75,26 +75,16 @@ func (v *Vector) UnmarshalJSON(data []byte) error {
 		*v = fs
 		return nil
 	}
-	var b []byte
-	if n := len(data); n >= 2 && data[0] == '"' && data[n-1] == '"' && !bytes.ContainsRune(data[1:n-1], '\\') {
-		// A string without escapes (what every encoder writes for base64):
-		// decoded in place, without a second pass through encoding/json.
-		b = make([]byte, base64.StdEncoding.DecodedLen(n-2))
-		m, err := base64.StdEncoding.Decode(b, data[1:n-1])
-		if err != nil {
-			return fmt.Errorf("vector base64: %w", err)
-		}
-		b = b[:m]
-	} else {
-		var s string
-		if err := json.Unmarshal(data, &s); err != nil {
-			return fmt.Errorf("vector must be base64 float32 or an array: %w", err)
-		}
-		var err error
-		if b, err = base64.StdEncoding.DecodeString(s); err != nil {
-			return fmt.Errorf("vector base64: %w", err)
-		}
+	text, err := jsonStringBytes(data)
+	if err != nil {
+		return err
 	}
+	b := make([]byte, base64.StdEncoding.DecodedLen(len(text)))
+	n, err := base64.StdEncoding.Decode(b, text)
+	if err != nil {
+		return fmt.Errorf("vector base64: %w", err)
+	}
+	b = b[:n]
 	if len(b)%4 != 0 {
 		return fmt.Errorf("vector of %d bytes is not float32", len(b))
 	}
@@ -104,6 +94,20 @@ func (v *Vector) UnmarshalJSON(data []byte) error {
 	}
 	*v = out
 	return nil
+}
+
+// jsonStringBytes is the content of a JSON string: its bytes as they are when it
+// has no escapes (what every encoder writes for base64), without a second
+// pass through encoding/json; else unescaped by it.
+func jsonStringBytes(data []byte) ([]byte, error) {
+	if n := len(data); n >= 2 && data[0] == '"' && data[n-1] == '"' && bytes.IndexByte(data[1:n-1], '\\') < 0 {
+		return data[1 : n-1], nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("vector must be base64 float32 or an array: %w", err)
+	}
+	return []byte(s), nil
 }
 
 // Payload is the product data kept with a point. Well-known keys (indexed):
