@@ -126,7 +126,7 @@ func TestVariantContents(t *testing.T) {
 	}
 }
 
-// TestContainersRunAsNonRoot (issue 11): every container of every variant runs as a non-root uid with a
+// TestContainersRunAsNonRoot: every container of every variant runs as a non-root uid with a
 // read-only root filesystem and no capabilities; checked directly, not only through rules.Check.
 func TestContainersRunAsNonRoot(t *testing.T) {
 	tree := loadTree(t)

@@ -157,7 +157,7 @@ func TestAPIServerRefusesBrokenManifests(t *testing.T) {
 		})
 	}
 
-	// issue 11: a pod running as root is refused by the namespace's restricted Pod Security level
+	// a pod running as root is refused by the namespace's restricted Pod Security level
 	t.Run("root pod refused by Pod Security", func(t *testing.T) {
 		dep := jsonOf(t, find("Deployment", "gateway"))
 		tpl, _, _ := unstructured.NestedMap(dep, "spec", "template")
