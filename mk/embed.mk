@@ -14,7 +14,7 @@ bench-embed: ## embed: service throughput vs a bare onnxruntime_go session (same
 	cd $(REPO) && $(EMBED_BENCH_BIN) -ort-lib $(ORT_LIB) -model-dir $(MODEL_DIR) -models-dir $(REPO)/embed/models $(EMBED_BENCH_FLAGS)
 
 test-embed-extra: ## embed: batcher, registry and API tests again under the race detector
-	cd $(REPO)/embed && $(GO) test -race -count=1 ./internal/batcher/ ./internal/registry/ ./internal/api/
+	cd $(REPO)/embed && $(GO) test -race -count=1 ./internal/batcher/ ./internal/registry/ ./internal/httpapi/
 
 calibrate-embed: ## embed: recompute the centring mean of EMBED_CENTRED over the catalog images (needs preprocess at PREPROCESS_URL)
 	cd $(REPO) && $(GO) run ./embed/cmd/embed-calibrate -ort-lib $(ORT_LIB) -model-dir $(MODEL_DIR) \

@@ -21,7 +21,7 @@ import (
 	"github.com/lookalike-dev/lookalike/shared/server"
 	"github.com/lookalike-dev/lookalike/shared/telemetry"
 
-	"github.com/lookalike-dev/lookalike/embed/internal/api"
+	"github.com/lookalike-dev/lookalike/embed/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/embed/internal/modelspec"
 	"github.com/lookalike-dev/lookalike/embed/internal/ortsession"
 	"github.com/lookalike-dev/lookalike/embed/internal/registry"
@@ -129,7 +129,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		Addr: cfg.Addr, DebugAddr: cfg.DebugAddr, DrainDelay: cfg.DrainDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBodyBytes,
 	}, log, tel, info)
-	api.New(reg, api.Config{MaxRequestImages: cfg.MaxRequestImages, RequestTimeout: cfg.RequestTimeout}).Register(srv.Echo)
+	httpapi.New(reg, httpapi.Config{MaxRequestImages: cfg.MaxRequestImages, RequestTimeout: cfg.RequestTimeout}).Register(srv.Echo)
 
 	// Run: ready once every model is loaded and warmed up; on shutdown the
 	// models finish their queues, then the runtime goes.

@@ -19,8 +19,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/lookalike-dev/lookalike/embed/internal/api"
 	"github.com/lookalike-dev/lookalike/embed/internal/batcher"
+	"github.com/lookalike-dev/lookalike/embed/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/embed/internal/modelspec"
 	"github.com/lookalike-dev/lookalike/embed/internal/ortsession"
 	"github.com/lookalike-dev/lookalike/embed/internal/registry"
@@ -127,7 +127,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	defer reg.Close(context.Background())
 	e := echo.New()
 	e.HTTPErrorHandler = func(err error, c echo.Context) { apierror.Write(c.Response(), server.ToAPIError(err)) }
-	api.New(reg, api.Config{MaxRequestImages: o.Batch}).Register(e)
+	httpapi.New(reg, httpapi.Config{MaxRequestImages: o.Batch}).Register(e)
 	srv := httptest.NewServer(e)
 	defer srv.Close()
 	client := &embedv1.Client{BaseURL: srv.URL}

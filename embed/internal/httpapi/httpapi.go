@@ -1,6 +1,6 @@
 // Package api serves the embed contract (shared/contract/embedv1) over echo:
 // POST /v1/embed, GET /v1/models and GET /v1/models/{id}.
-package api
+package httpapi
 
 import (
 	"context"

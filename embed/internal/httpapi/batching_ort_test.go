@@ -1,6 +1,6 @@
 //go:build cgo
 
-package api
+package httpapi
 
 import (
 	"context"
