@@ -1,4 +1,4 @@
-// Package api serves the embed contract (shared/contract/embedv1) over echo:
+// Package httpapi serves the embed contract (shared/contract/embedv1) over echo:
 // POST /v1/embed, GET /v1/models and GET /v1/models/{id}.
 package httpapi
 
