@@ -1,5 +1,5 @@
 // Package searchv1 is the wire contract of the search service, version 1.
-// Standard library only.
+// Standard library and the shared error envelope only.
 //
 // A catalog (e.g. "products") has one physical collection per model,
 // named CollectionName(catalog, model) = "products__mobilenetv2-int8-v1". The
