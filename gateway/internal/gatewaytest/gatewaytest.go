@@ -16,6 +16,7 @@ import (
 	"github.com/lookalike-dev/lookalike/gateway/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/gateway/internal/service"
 	"github.com/lookalike-dev/lookalike/shared/buildinfo"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1/searchv1test"
 	"github.com/lookalike-dev/lookalike/shared/logging"
 	"github.com/lookalike-dev/lookalike/shared/server"
 	"github.com/lookalike-dev/lookalike/shared/telemetry"
@@ -50,7 +51,7 @@ type Env struct {
 	Service    *service.Service
 	Preprocess *fakes.Preprocess
 	Embed      *fakes.Embed
-	Search     *fakes.Search
+	Search     *searchv1test.Server
 	PreSrv     *httptest.Server
 	EmbedSrv   *httptest.Server
 	SearchSrv  *httptest.Server
@@ -74,7 +75,7 @@ func Start(t testing.TB, o Options) *Env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	env := &Env{Preprocess: &fakes.Preprocess{}, Embed: &fakes.Embed{}, Search: fakes.NewSearch(), Logs: &Logs{}}
+	env := &Env{Preprocess: &fakes.Preprocess{}, Embed: &fakes.Embed{}, Search: searchv1test.New(), Logs: &Logs{}}
 	env.PreSrv = httptest.NewServer(env.Preprocess.Handler())
 	env.EmbedSrv = httptest.NewServer(env.Embed.Handler())
 	env.SearchSrv = httptest.NewServer(env.Search.Handler())
