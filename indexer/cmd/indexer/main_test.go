@@ -20,6 +20,7 @@ import (
 	"github.com/lookalike-dev/lookalike/indexer/internal/fakes"
 	"github.com/lookalike-dev/lookalike/indexer/internal/job"
 	"github.com/lookalike-dev/lookalike/indexer/internal/testcat"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1/searchv1test"
 )
 
 // TestMain lets the test binary act as the indexer CLI in a child process.
@@ -37,11 +38,11 @@ const model = "fake-a-v1"
 type stack struct {
 	pre *fakes.Preprocess
 	emb *fakes.Embed
-	sea *fakes.Search
+	sea *searchv1test.Server
 }
 
 func newStack(t *testing.T) *stack {
-	s := &stack{pre: fakes.NewPreprocess(), emb: fakes.NewEmbed(16, model), sea: fakes.NewSearch()}
+	s := &stack{pre: fakes.NewPreprocess(), emb: fakes.NewEmbed(16, model), sea: searchv1test.New().Serve()}
 	t.Cleanup(func() { s.pre.Close(); s.emb.Close(); s.sea.Close() })
 	return s
 }
@@ -151,7 +152,7 @@ func TestKillAndResumeGivesExactCounts(t *testing.T) {
 	}
 
 	// Exact count, no duplicates, right payloads.
-	points := s.sea.SKUs(coll)
+	points := s.sea.Points(coll)
 	if len(points) != total {
 		t.Errorf("search holds %d points, want %d", len(points), total)
 	}
@@ -189,11 +190,9 @@ func TestKillAndResumeGivesExactCounts(t *testing.T) {
 	}
 	// Replays happened (the kills interrupted work) yet left no duplicate.
 	replays := 0
-	s.sea.Lock()
-	for _, n := range s.sea.Writes[coll] {
+	for _, n := range s.sea.Writes(coll) {
 		replays += n - 1
 	}
-	s.sea.Unlock()
 	t.Logf("points %d, replayed writes %d, embed calls %d", len(points), replays, s.emb.Calls.Load())
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1/searchv1test"
 )
 
 const key = "s3cret-admin-key"
@@ -31,7 +32,7 @@ const key = "s3cret-admin-key"
 type fixture struct {
 	srv  *httptest.Server
 	m    *Manager
-	sea  *fakes.Search
+	sea  *searchv1test.Server
 	emb  *fakes.Embed
 	root string
 	cat  string // catalog root
@@ -40,7 +41,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	pre, emb, sea := fakes.NewPreprocess(), fakes.NewEmbed(16, "fake-a-v1", "fake-b-v1"), fakes.NewSearch()
+	pre, emb, sea := fakes.NewPreprocess(), fakes.NewEmbed(16, "fake-a-v1", "fake-b-v1"), searchv1test.New().Serve()
 	t.Cleanup(func() { pre.Close(); emb.Close(); sea.Close() })
 	f := &fixture{sea: sea, emb: emb, root: t.TempDir(), cat: t.TempDir()}
 	var err error

@@ -1,8 +1,8 @@
-// Package fakes implements the preprocess, embed and search contracts in
-// process, small and deterministic, for the indexer's tests: real HTTP on
-// loopback through the real contract clients, with knobs for latency and
-// failures, and a search that keeps points in a map keyed by SKU and counts
-// every write so duplicates would show.
+// Package fakes implements the preprocess and embed contracts in process,
+// small and deterministic, for the indexer's tests: real HTTP on loopback
+// through the real contract clients, with knobs for latency and failures.
+// Search's double is the contract's own (searchv1test), which counts every
+// write so duplicates would show.
 package fakes
 
 import (
@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +24,6 @@ import (
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
-	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 )
 
@@ -326,218 +324,7 @@ func Project(in []float32, dim, seed int) []float32 {
 	return out
 }
 
-// Search is a fake search service: collections of points keyed by SKU.
-type Search struct {
-	Server *httptest.Server
-	mu     sync.Mutex
-	// Collections: name -> dim; Points: name -> sku -> point.
-	Dims   map[string]int
-	Points map[string]map[string]searchv1.Point
-	// Writes counts upserts per collection and SKU (replays show here, not
-	// in the point count).
-	Writes  map[string]map[string]int
-	Aliases map[string]string
-	Upserts atomic.Int64
-	// Delay is added to every upsert.
-	Delay time.Duration
-	// RejectSKU makes an upsert holding this SKU answer 400.
-	RejectSKU string
-}
-
-// NewSearch starts a fake search.
-func NewSearch() *Search {
-	s := &Search{Dims: map[string]int{}, Points: map[string]map[string]searchv1.Point{}, Writes: map[string]map[string]int{}, Aliases: map[string]string{}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+searchv1.RouteCollections, s.create)
-	mux.HandleFunc("POST /v1/catalogs/{catalog}/points", s.upsert)
-	mux.HandleFunc("POST /v1/catalogs/{catalog}/search", s.search)
-	mux.HandleFunc("GET /v1/catalogs/{catalog}/count", s.count)
-	mux.HandleFunc("POST /v1/catalogs/{catalog}/duplicates", s.duplicates)
-	s.Server = httptest.NewServer(mux)
-	return s
-}
-
-// URL is the base URL.
-func (s *Search) URL() string { return s.Server.URL }
-
-// Close stops the server.
-func (s *Search) Close() { s.Server.Close() }
-
-// Lock and Unlock guard direct reads of Points, Writes, Dims and Aliases.
-func (s *Search) Lock() { s.mu.Lock() }
-
-// Unlock releases Lock.
-func (s *Search) Unlock() { s.mu.Unlock() }
-
-// Count returns the points in a collection.
-func (s *Search) Count(collection string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.Points[collection])
-}
-
-// SKUs returns a copy of the collection's points.
-func (s *Search) SKUs(collection string) map[string]searchv1.Point {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string]searchv1.Point{}
-	for k, v := range s.Points[collection] {
-		out[k] = v
-	}
-	return out
-}
-
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-func (s *Search) create(w http.ResponseWriter, r *http.Request) {
-	var req searchv1.CreateCollectionRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || !searchv1.ValidName(req.Catalog) || !searchv1.ValidName(req.Model) || req.Dim < 1 {
-		apierror.Write(w, apierror.BadRequest(apierror.CodeInvalidArgument, "bad create request"))
-		return
-	}
-	name := searchv1.CollectionName(req.Catalog, req.Model)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if d, ok := s.Dims[name]; ok && d != req.Dim {
-		apierror.Write(w, apierror.New(409, apierror.CodeDimensionMismatch, "dim %d != %d", req.Dim, d))
-		return
-	}
-	if _, ok := s.Dims[name]; !ok {
-		s.Dims[name] = req.Dim
-		s.Points[name] = map[string]searchv1.Point{}
-		s.Writes[name] = map[string]int{}
-	}
-	if _, ok := s.Aliases[req.Catalog]; req.MakeAlias && !ok {
-		s.Aliases[req.Catalog] = name
-	}
-	writeJSON(w, searchv1.CollectionInfo{Name: name, Catalog: req.Catalog, Model: req.Model, Dim: req.Dim, Count: int64(len(s.Points[name]))})
-}
-
-func (s *Search) collection(w http.ResponseWriter, catalog, model string, dim int) (string, bool) {
-	name := searchv1.CollectionName(catalog, model)
-	d, ok := s.Dims[name]
-	if !ok {
-		apierror.Write(w, apierror.New(404, apierror.CodeNotFound, "no collection %s", name))
-		return "", false
-	}
-	if dim != 0 && dim != d {
-		apierror.Write(w, apierror.BadRequest(apierror.CodeDimensionMismatch, "dim %d != %d", dim, d))
-		return "", false
-	}
-	return name, true
-}
-
-func (s *Search) upsert(w http.ResponseWriter, r *http.Request) {
-	var req searchv1.UpsertRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		apierror.Write(w, apierror.BadRequest(apierror.CodeBadRequest, "%v", err))
-		return
-	}
-	if s.Delay > 0 {
-		time.Sleep(s.Delay)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	name, ok := s.collection(w, r.PathValue("catalog"), req.Model, req.Dim)
-	if !ok {
-		return
-	}
-	for _, p := range req.Points {
-		if len(p.Vector) != s.Dims[name] || p.SKU == "" {
-			apierror.Write(w, apierror.BadRequest(apierror.CodeDimensionMismatch, "point %q has %d dims", p.SKU, len(p.Vector)))
-			return
-		}
-		if s.RejectSKU != "" && p.SKU == s.RejectSKU {
-			apierror.Write(w, apierror.BadRequest("rejected", "fake refuses %s", p.SKU))
-			return
-		}
-	}
-	for _, p := range req.Points {
-		s.Points[name][p.SKU] = p
-		s.Writes[name][p.SKU]++
-	}
-	s.Upserts.Add(1)
-	writeJSON(w, searchv1.UpsertResponse{Collection: name, Upserted: len(req.Points)})
-}
-
-func (s *Search) search(w http.ResponseWriter, r *http.Request) {
-	var req searchv1.SearchRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		apierror.Write(w, apierror.BadRequest(apierror.CodeBadRequest, "%v", err))
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	name, ok := s.collection(w, r.PathValue("catalog"), req.Model, len(req.Vector))
-	if !ok {
-		return
-	}
-	var hits []searchv1.Hit
-	for sku, p := range s.Points[name] {
-		var dot float32
-		for i := range p.Vector {
-			dot += p.Vector[i] * req.Vector[i]
-		}
-		hits = append(hits, searchv1.Hit{SKU: sku, Score: dot})
-	}
-	// top-k by score (small n: selection is fine)
-	k := max(req.TopK, 1)
-	var out []searchv1.Hit
-	for len(out) < k && len(hits) > 0 {
-		best := 0
-		for i, h := range hits {
-			if h.Score > hits[best].Score || (h.Score == hits[best].Score && strings.Compare(h.SKU, hits[best].SKU) < 0) {
-				best = i
-			}
-		}
-		out = append(out, hits[best])
-		hits = append(hits[:best], hits[best+1:]...)
-	}
-	writeJSON(w, searchv1.SearchResponse{Collection: name, Model: req.Model, Results: out})
-}
-
-func (s *Search) count(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	name, ok := s.collection(w, r.PathValue("catalog"), r.URL.Query().Get(searchv1.ParamModel), 0)
-	if !ok {
-		return
-	}
-	writeJSON(w, searchv1.CountResponse{Collection: name, Count: int64(len(s.Points[name]))})
-}
-
-func (s *Search) duplicates(w http.ResponseWriter, r *http.Request) {
-	var req searchv1.DuplicateRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		apierror.Write(w, apierror.BadRequest(apierror.CodeBadRequest, "%v", err))
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	name, ok := s.collection(w, r.PathValue("catalog"), req.Model, len(req.Vector))
-	if !ok {
-		return
-	}
-	min := req.MinScore
-	if min == 0 {
-		min = searchv1.DefaultDuplicateScore
-	}
-	res := searchv1.DuplicateResponse{Collection: name, Model: req.Model, MinScore: min}
-	for sku, p := range s.Points[name] {
-		if sku == req.ExcludeSKU {
-			continue
-		}
-		var dot float32
-		for i := range p.Vector {
-			dot += p.Vector[i] * req.Vector[i]
-		}
-		if dot >= min && (len(res.Matches) == 0 || dot > res.Matches[0].Score) {
-			res.Matches = []searchv1.Hit{{SKU: sku, Score: dot}}
-		}
-	}
-	res.Duplicate = len(res.Matches) > 0
-	writeJSON(w, res)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1/searchv1test"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 	"github.com/lookalike-dev/lookalike/shared/safefetch"
 )
@@ -28,12 +29,12 @@ const modelA, modelB = "fake-a-v1", "fake-b-v1"
 type env struct {
 	pre *fakes.Preprocess
 	emb *fakes.Embed
-	sea *fakes.Search
+	sea *searchv1test.Server
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{pre: fakes.NewPreprocess(), emb: fakes.NewEmbed(16, modelA, modelB), sea: fakes.NewSearch()}
+	e := &env{pre: fakes.NewPreprocess(), emb: fakes.NewEmbed(16, modelA, modelB), sea: searchv1test.New().Serve()}
 	t.Cleanup(func() { e.pre.Close(); e.emb.Close(); e.sea.Close() })
 	return e
 }
@@ -74,7 +75,7 @@ func readEntries(t *testing.T, dir string) []Entry {
 func checkOutcome(t *testing.T, e *env, sum Summary, stateDir string, want testcat.Want) {
 	t.Helper()
 	coll := searchv1.CollectionName("products", modelA)
-	got := e.sea.SKUs(coll)
+	got := e.sea.Points(coll)
 	if len(got) != len(want.Indexed) {
 		t.Errorf("search holds %d points, want %d", len(got), len(want.Indexed))
 	}
@@ -175,8 +176,8 @@ func TestRunCatalogWithBadLinesAndImages(t *testing.T) {
 	if sum.Counts.Duplicates != 1 {
 		t.Errorf("duplicates %d, want 1", sum.Counts.Duplicates)
 	}
-	if e.sea.Dims[searchv1.CollectionName("products", modelA)] != 16 || e.sea.Aliases["products"] != "products__"+modelA {
-		t.Errorf("collection or alias not created: %v %v", e.sea.Dims, e.sea.Aliases)
+	if e.sea.Dim(searchv1.CollectionName("products", modelA)) != 16 || e.sea.Alias("products") != "products__"+modelA {
+		t.Errorf("collection or alias not created: dim %d, alias %q", e.sea.Dim(searchv1.CollectionName("products", modelA)), e.sea.Alias("products"))
 	}
 }
 
@@ -235,10 +236,10 @@ func TestStopAndResumeGivesExactCounts(t *testing.T) {
 			}
 			checkOutcome(t, e, sum, cfg.StateDir, want)
 			// A completed job resumed again does nothing.
-			before := e.sea.Upserts.Load()
+			before := e.sea.Upserts()
 			j, _ = New(cfg)
-			if sum2, err := j.Run(context.Background()); err != nil || sum2.State != StateCompleted || e.sea.Upserts.Load() != before {
-				t.Fatalf("resuming a completed job: %v %+v, upserts %d -> %d", err, sum2, before, e.sea.Upserts.Load())
+			if sum2, err := j.Run(context.Background()); err != nil || sum2.State != StateCompleted || e.sea.Upserts() != before {
+				t.Fatalf("resuming a completed job: %v %+v, upserts %d -> %d", err, sum2, before, e.sea.Upserts())
 			}
 		})
 	}
@@ -503,7 +504,7 @@ func TestDualWriteTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkOutcome(t, e, sum, cfg.StateDir, want)
-	pa, pb := e.sea.SKUs("products__"+modelA), e.sea.SKUs("products__"+modelB)
+	pa, pb := e.sea.Points("products__"+modelA), e.sea.Points("products__"+modelB)
 	if len(pb) != len(pa) {
 		t.Fatalf("target B has %d points, A %d", len(pb), len(pa))
 	}
@@ -512,8 +513,8 @@ func TestDualWriteTargets(t *testing.T) {
 			t.Fatalf("SKU %s has the same vector in both spaces", sku)
 		}
 	}
-	if e.sea.Aliases["products"] != "products__"+modelA {
-		t.Fatalf("alias moved to %s", e.sea.Aliases["products"])
+	if e.sea.Alias("products") != "products__"+modelA {
+		t.Fatalf("alias moved to %s", e.sea.Alias("products"))
 	}
 }
 
@@ -641,7 +642,7 @@ func TestWireDTypes(t *testing.T) {
 			t.Fatalf("run (float only %v): %v (%+v)", floatOnly, err, sum)
 		}
 		checkOutcome(t, e, sum, cfg.StateDir, want)
-		return e, e.sea.SKUs(searchv1.CollectionName("products", modelA))
+		return e, e.sea.Points(searchv1.CollectionName("products", modelA))
 	}
 	narrow, got := run(false)
 	if narrow.pre.Asked("float32") != 0 || narrow.pre.Asked("uint8") == 0 || narrow.emb.DTypes["float32"] != 0 || narrow.emb.DTypes["uint8"] == 0 {

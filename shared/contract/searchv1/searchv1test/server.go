@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
@@ -32,38 +31,32 @@ type Server struct {
 	mu      sync.Mutex
 	colls   map[string]*collection
 	aliases map[string]string
-	reject  map[string]bool
+	srv     *httptest.Server
 
 	notReady atomic.Bool
 	queries  atomic.Int64
 	upserts  atomic.Int64
-	delay    atomic.Int64
 }
 
-// New returns an empty search service; serve it with Handler or Start.
+// New returns an empty search service; serve it with Handler or Serve.
 func New() *Server {
-	return &Server{colls: map[string]*collection{}, aliases: map[string]string{}, reject: map[string]bool{}}
+	return &Server{colls: map[string]*collection{}, aliases: map[string]string{}}
 }
 
-// Start serves s on a loopback httptest server, closed when the test ends.
-func (s *Server) Start(t interface{ Cleanup(func()) }) *httptest.Server {
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	return srv
+// Serve starts s on a loopback httptest server; Close stops it.
+func (s *Server) Serve() *Server {
+	s.srv = httptest.NewServer(s.Handler())
+	return s
 }
+
+// URL is the base URL of the server Serve started.
+func (s *Server) URL() string { return s.srv.URL }
+
+// Close stops the server Serve started.
+func (s *Server) Close() { s.srv.Close() }
 
 // SetReady makes /readyz answer 200 (true) or 503 not_ready (false).
 func (s *Server) SetReady(ok bool) { s.notReady.Store(!ok) }
-
-// SetUpsertDelay holds every upsert for d before it is applied.
-func (s *Server) SetUpsertDelay(d time.Duration) { s.delay.Store(int64(d)) }
-
-// RejectSKU makes an upsert holding sku answer 400, as a point the service refuses.
-func (s *Server) RejectSKU(sku string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reject[sku] = true
-}
 
 // Queries counts the searches, recommendations and upserts served.
 func (s *Server) Queries() int64 { return s.queries.Load() }
@@ -94,15 +87,18 @@ func (s *Server) Points(coll string) map[string]searchv1.Point {
 	return out
 }
 
-// Writes is how many times a SKU was written into a collection (a replayed
-// write shows here, not in the point count).
-func (s *Server) Writes(coll, sku string) int {
+// Writes is how many times each SKU was written into a collection (a
+// replayed write shows here, not in the point count).
+func (s *Server) Writes(coll string) map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	out := map[string]int{}
 	if c := s.colls[coll]; c != nil {
-		return c.writes[sku]
+		for k, v := range c.writes {
+			out[k] = v
+		}
 	}
-	return 0
+	return out
 }
 
 // Dim is a collection's dimension, 0 when it does not exist.
@@ -310,13 +306,6 @@ func (s *Server) upsert(r *http.Request) (any, error) {
 	if len(req.Points) > searchv1.MaxUpsertBatch {
 		return nil, apierror.BadRequest(searchv1.CodeTooManyPoints, "%d points, at most %d per request", len(req.Points), searchv1.MaxUpsertBatch)
 	}
-	if d := time.Duration(s.delay.Load()); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-r.Context().Done():
-			return nil, apierror.Wrap(r.Context().Err(), http.StatusServiceUnavailable, apierror.CodeUnavailable, "upsert abandoned")
-		}
-	}
 	s.queries.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -333,9 +322,6 @@ func (s *Server) upsert(r *http.Request) (any, error) {
 		}
 		if err := searchv1.CheckPayload(p.SKU, p.Payload); err != nil {
 			return nil, err
-		}
-		if s.reject[p.SKU] {
-			return nil, apierror.BadRequest(apierror.CodeInvalidArgument, "point %s refused", p.SKU)
 		}
 	}
 	for _, p := range req.Points {
