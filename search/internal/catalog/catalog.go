@@ -7,21 +7,12 @@ package catalog
 import (
 	"context"
 	"errors"
-	"math"
 	"net/http"
 	"sort"
-	"unicode/utf8"
 
 	"github.com/lookalike-dev/lookalike/search/internal/store"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
-)
-
-// Limits of a request.
-const (
-	DefaultTopK = 10
-	MaxOffset   = 10000
-	MaxSKUBytes = 512
 )
 
 // Service implements the searchv1 API.
@@ -62,10 +53,6 @@ func apiError(err error) error {
 	return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeUnavailable, "search backend unavailable").WithRetryAfter(1)
 }
 
-func badName(what, name string) error {
-	return apierror.BadRequest(searchv1.CodeInvalidName, "%s %q must match [a-z0-9][a-z0-9._-]{0,62} without \"__\"", what, name)
-}
-
 func info(c store.Collection, backend string) searchv1.CollectionInfo {
 	return searchv1.CollectionInfo{Name: c.Name, Catalog: c.Catalog, Model: c.Model, Dim: c.Dim, Count: c.Count, Backend: backend}
 }
@@ -74,10 +61,10 @@ func info(c store.Collection, backend string) searchv1.CollectionInfo {
 // and, with MakeAlias, points the catalog alias at it when it has none.
 func (s *Service) CreateCollection(ctx context.Context, r searchv1.CreateCollectionRequest) (searchv1.CollectionInfo, error) {
 	if !store.ValidPart(r.Catalog) {
-		return searchv1.CollectionInfo{}, badName("catalog", r.Catalog)
+		return searchv1.CollectionInfo{}, searchv1.BadName("catalog", r.Catalog)
 	}
 	if !store.ValidPart(r.Model) {
-		return searchv1.CollectionInfo{}, badName("model", r.Model)
+		return searchv1.CollectionInfo{}, searchv1.BadName("model", r.Model)
 	}
 	if r.Dim <= 0 || r.Dim > searchv1.MaxDim {
 		return searchv1.CollectionInfo{}, apierror.BadRequest(apierror.CodeInvalidArgument, "dim must be 1..%d, got %d", searchv1.MaxDim, r.Dim)
@@ -134,7 +121,7 @@ func (s *Service) DropCollection(ctx context.Context, name string) error {
 // model_mismatch instead of not_found.
 func (s *Service) resolve(ctx context.Context, catalog, model string, forQuery bool) (store.Collection, error) {
 	if !store.ValidPart(catalog) {
-		return store.Collection{}, badName("catalog", catalog)
+		return store.Collection{}, searchv1.BadName("catalog", catalog)
 	}
 	aliasTarget, aerr := s.store.Alias(ctx, catalog)
 	if aerr != nil && store.KindOf(aerr) != store.KindNotFound {
@@ -148,7 +135,7 @@ func (s *Service) resolve(ctx context.Context, catalog, model string, forQuery b
 		return c, apiError(err)
 	}
 	if !store.ValidPart(model) {
-		return store.Collection{}, badName("model", model)
+		return store.Collection{}, searchv1.BadName("model", model)
 	}
 	names := []string{searchv1.CollectionName(catalog, model)}
 	if aerr == nil {
@@ -174,57 +161,6 @@ func (s *Service) resolve(ctx context.Context, catalog, model string, forQuery b
 	return store.Collection{}, apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no collection %s", names[0])
 }
 
-func checkVector(v []float32, dim int, c store.Collection, what string) error {
-	if dim != 0 && dim != c.Dim {
-		return apierror.BadRequest(apierror.CodeDimensionMismatch, "%s: dim %d, collection %s has dim %d", what, dim, c.Name, c.Dim)
-	}
-	if len(v) != c.Dim {
-		return apierror.BadRequest(apierror.CodeDimensionMismatch, "%s: vector of %d values, collection %s has dim %d", what, len(v), c.Name, c.Dim)
-	}
-	nz := false
-	for _, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return apierror.BadRequest(searchv1.CodeInvalidVector, "%s: vector has a NaN or infinite value", what)
-		}
-		nz = nz || x != 0
-	}
-	if !nz {
-		return apierror.BadRequest(searchv1.CodeInvalidVector, "%s: vector is all zeros", what)
-	}
-	return nil
-}
-
-func checkSKU(sku string) error {
-	if sku == "" || len(sku) > MaxSKUBytes || !utf8.ValidString(sku) {
-		return apierror.BadRequest(searchv1.CodeInvalidSKU, "sku must be 1..%d bytes of UTF-8", MaxSKUBytes)
-	}
-	return nil
-}
-
-func checkPayload(sku string, p searchv1.Payload) error {
-	for _, k := range []string{store.KeyCategory, store.KeyBrand, "title", "image"} {
-		if v, ok := p[k]; ok && v != nil {
-			if _, ok := v.(string); !ok {
-				return apierror.BadRequest(searchv1.CodeInvalidPayload, "%s: payload %q must be a string", sku, k)
-			}
-		}
-	}
-	if v, ok := p[store.KeyPrice]; ok && v != nil {
-		if f, ok := store.Number(v); !ok || math.IsNaN(f) || math.IsInf(f, 0) {
-			return apierror.BadRequest(searchv1.CodeInvalidPayload, "%s: payload price must be a number", sku)
-		}
-	}
-	if v, ok := p[store.KeyInStock]; ok && v != nil {
-		if _, ok := v.(bool); !ok {
-			return apierror.BadRequest(searchv1.CodeInvalidPayload, "%s: payload in_stock must be a boolean", sku)
-		}
-	}
-	if v, ok := p[store.KeySKU]; ok && v != sku {
-		return apierror.BadRequest(searchv1.CodeInvalidPayload, "payload sku %v differs from the point's sku %q", v, sku)
-	}
-	return nil
-}
-
 // Upsert writes points into the catalog's collection for r.Model. A nil
 // error means every point is durable and readable.
 func (s *Service) Upsert(ctx context.Context, catalog string, r searchv1.UpsertRequest) (searchv1.UpsertResponse, error) {
@@ -241,13 +177,13 @@ func (s *Service) Upsert(ctx context.Context, catalog string, r searchv1.UpsertR
 	pts := make([]store.Point, len(r.Points))
 	seen := make(map[string]int, len(r.Points))
 	for i, p := range r.Points {
-		if err := checkSKU(p.SKU); err != nil {
+		if err := searchv1.CheckSKU(p.SKU); err != nil {
 			return searchv1.UpsertResponse{}, err
 		}
-		if err := checkVector(p.Vector, r.Dim, c, "point "+p.SKU); err != nil {
+		if err := searchv1.CheckVector(p.Vector, r.Dim, c.Name, c.Dim, "point "+p.SKU); err != nil {
 			return searchv1.UpsertResponse{}, err
 		}
-		if err := checkPayload(p.SKU, p.Payload); err != nil {
+		if err := searchv1.CheckPayload(p.SKU, p.Payload); err != nil {
 			return searchv1.UpsertResponse{}, err
 		}
 		if j, dup := seen[p.SKU]; dup {
@@ -269,32 +205,11 @@ func (s *Service) Upsert(ctx context.Context, catalog string, r searchv1.UpsertR
 }
 
 func queryParams(topK, offset int, minScore *float32, f *searchv1.Filter) (store.Query, error) {
-	if topK == 0 {
-		topK = DefaultTopK
+	k, err := searchv1.CheckQuery(topK, offset, minScore, f)
+	if err != nil {
+		return store.Query{}, err
 	}
-	if topK < 0 || topK > searchv1.MaxTopK {
-		return store.Query{}, apierror.BadRequest(apierror.CodeInvalidArgument, "top_k must be 1..%d, got %d", searchv1.MaxTopK, topK)
-	}
-	if offset < 0 || offset > MaxOffset {
-		return store.Query{}, apierror.BadRequest(apierror.CodeInvalidArgument, "offset must be 0..%d, got %d", MaxOffset, offset)
-	}
-	if minScore != nil && (math.IsNaN(float64(*minScore)) || *minScore < -1 || *minScore > 1) {
-		return store.Query{}, apierror.BadRequest(apierror.CodeInvalidArgument, "min_score must be a cosine in -1..1")
-	}
-	if f != nil {
-		if f.PriceMin != nil && f.PriceMax != nil && *f.PriceMin > *f.PriceMax {
-			return store.Query{}, apierror.BadRequest(searchv1.CodeInvalidFilter, "price_min %v is above price_max %v", *f.PriceMin, *f.PriceMax)
-		}
-		for _, p := range []*float64{f.PriceMin, f.PriceMax} {
-			if p != nil && (math.IsNaN(*p) || math.IsInf(*p, 0)) {
-				return store.Query{}, apierror.BadRequest(searchv1.CodeInvalidFilter, "price bounds must be finite")
-			}
-		}
-		if len(f.Category) > 256 || len(f.Brand) > 256 {
-			return store.Query{}, apierror.BadRequest(searchv1.CodeInvalidFilter, "at most 256 categories and brands")
-		}
-	}
-	return store.Query{TopK: topK, Offset: offset, MinScore: minScore, Filter: f}, nil
+	return store.Query{TopK: k, Offset: offset, MinScore: minScore, Filter: f}, nil
 }
 
 func response(c store.Collection, hits []store.Hit) searchv1.SearchResponse {
@@ -318,7 +233,7 @@ func (s *Service) Search(ctx context.Context, catalog string, r searchv1.SearchR
 	if err != nil {
 		return searchv1.SearchResponse{}, err
 	}
-	if err := checkVector(r.Vector, r.Dim, c, "query"); err != nil {
+	if err := searchv1.CheckVector(r.Vector, r.Dim, c.Name, c.Dim, "query"); err != nil {
 		return searchv1.SearchResponse{}, err
 	}
 	q.Vector, q.WithVectors = r.Vector, r.WithVectors
@@ -332,7 +247,7 @@ func (s *Service) Search(ctx context.Context, catalog string, r searchv1.SearchR
 // Recommend is "more like this": the stored vector of r.SKU is the query,
 // and r.SKU is left out.
 func (s *Service) Recommend(ctx context.Context, catalog string, r searchv1.RecommendRequest) (searchv1.SearchResponse, error) {
-	if err := checkSKU(r.SKU); err != nil {
+	if err := searchv1.CheckSKU(r.SKU); err != nil {
 		return searchv1.SearchResponse{}, err
 	}
 	q, err := queryParams(r.TopK, r.Offset, r.MinScore, r.Filter)
@@ -371,7 +286,7 @@ func (s *Service) Duplicates(ctx context.Context, catalog string, r searchv1.Dup
 	if err != nil {
 		return searchv1.DuplicateResponse{}, err
 	}
-	if err := checkVector(r.Vector, r.Dim, c, "query"); err != nil {
+	if err := searchv1.CheckVector(r.Vector, r.Dim, c.Name, c.Dim, "query"); err != nil {
 		return searchv1.DuplicateResponse{}, err
 	}
 	q.Vector, q.ExcludeSKU = r.Vector, r.ExcludeSKU
@@ -385,7 +300,7 @@ func (s *Service) Duplicates(ctx context.Context, catalog string, r searchv1.Dup
 
 // Get returns a stored point with its vector and payload.
 func (s *Service) Get(ctx context.Context, catalog, sku, model string) (searchv1.Point, error) {
-	if err := checkSKU(sku); err != nil {
+	if err := searchv1.CheckSKU(sku); err != nil {
 		return searchv1.Point{}, err
 	}
 	c, err := s.resolve(ctx, catalog, model, false)
@@ -401,7 +316,7 @@ func (s *Service) Get(ctx context.Context, catalog, sku, model string) (searchv1
 
 // Delete removes a SKU; an absent SKU is not an error.
 func (s *Service) Delete(ctx context.Context, catalog, sku, model string) error {
-	if err := checkSKU(sku); err != nil {
+	if err := searchv1.CheckSKU(sku); err != nil {
 		return err
 	}
 	c, err := s.resolve(ctx, catalog, model, false)
@@ -432,7 +347,7 @@ func aliasInfo(alias, coll string) searchv1.AliasInfo {
 // Alias returns where an alias points.
 func (s *Service) Alias(ctx context.Context, alias string) (searchv1.AliasInfo, error) {
 	if !searchv1.ValidName(alias) {
-		return searchv1.AliasInfo{}, badName("alias", alias)
+		return searchv1.AliasInfo{}, searchv1.BadName("alias", alias)
 	}
 	c, err := s.store.Alias(ctx, alias)
 	if err != nil {
@@ -458,7 +373,7 @@ func (s *Service) Aliases(ctx context.Context) (searchv1.AliasList, error) {
 // SwitchAlias points alias at a collection atomically (idempotent).
 func (s *Service) SwitchAlias(ctx context.Context, alias string, r searchv1.SwitchAliasRequest) (searchv1.AliasInfo, error) {
 	if !searchv1.ValidName(alias) {
-		return searchv1.AliasInfo{}, badName("alias", alias)
+		return searchv1.AliasInfo{}, searchv1.BadName("alias", alias)
 	}
 	if _, _, ok := store.SplitCollection(r.Collection); !ok {
 		return searchv1.AliasInfo{}, apierror.BadRequest(searchv1.CodeInvalidName, "collection %q is not <catalog>__<model>", r.Collection)
@@ -472,7 +387,7 @@ func (s *Service) SwitchAlias(ctx context.Context, alias string, r searchv1.Swit
 // DeleteAlias removes an alias.
 func (s *Service) DeleteAlias(ctx context.Context, alias string) error {
 	if !searchv1.ValidName(alias) {
-		return badName("alias", alias)
+		return searchv1.BadName("alias", alias)
 	}
 	return apiError(s.store.DeleteAlias(ctx, alias))
 }

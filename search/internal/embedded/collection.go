@@ -372,7 +372,7 @@ func (c *collection) search(ctx context.Context, q store.Query) ([]store.Hit, er
 		}
 	}
 	keep := func(s int) bool {
-		return c.live[s] && s != exclude && store.Matches(q.Filter, c.payloads[s])
+		return c.live[s] && s != exclude && q.Filter.Match(c.payloads[s])
 	}
 	var res []flat.Result
 	useGraph := c.ix != nil && c.nLive >= c.opts.ExactThreshold

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
@@ -24,11 +23,11 @@ func PointID(sku string) string { return uuid.NewSHA1(PointNamespace, []byte(sku
 // Well-known payload keys. Category and brand are keyword indexes, price a
 // float index and in_stock a bool index, in every backend.
 const (
-	KeySKU      = "sku"
-	KeyCategory = "category"
-	KeyBrand    = "brand"
-	KeyPrice    = "price"
-	KeyInStock  = "in_stock"
+	KeySKU      = searchv1.KeySKU
+	KeyCategory = searchv1.KeyCategory
+	KeyBrand    = searchv1.KeyBrand
+	KeyPrice    = searchv1.KeyPrice
+	KeyInStock  = searchv1.KeyInStock
 )
 
 // Collection describes a physical collection.
@@ -180,71 +179,13 @@ func KindOf(err error) Kind {
 	return 0
 }
 
-// ValidPart checks a catalog or model name: a searchv1 name without "__",
-// so "catalog__model" splits one way only.
-func ValidPart(s string) bool { return searchv1.ValidName(s) && !strings.Contains(s, "__") }
+// ValidPart checks a catalog or model name (searchv1.ValidPart).
+func ValidPart(s string) bool { return searchv1.ValidPart(s) }
 
 // SplitCollection splits "catalog__model" into its parts.
 func SplitCollection(name string) (catalog, model string, ok bool) {
-	catalog, model, ok = strings.Cut(name, "__")
-	if !ok || !ValidPart(catalog) || !ValidPart(model) {
-		return "", "", false
-	}
-	return catalog, model, true
-}
-
-// Matches reports whether a payload passes a filter. Both backends use the
-// same meaning: category/brand "in", price range inclusive, in_stock equal.
-// A point without the field does not match a filter on that field.
-func Matches(f *searchv1.Filter, p map[string]any) bool {
-	if f == nil {
-		return true
-	}
-	if len(f.Category) > 0 && !keywordIn(p[KeyCategory], f.Category) {
-		return false
-	}
-	if len(f.Brand) > 0 && !keywordIn(p[KeyBrand], f.Brand) {
-		return false
-	}
-	if f.PriceMin != nil || f.PriceMax != nil {
-		price, ok := Number(p[KeyPrice])
-		if !ok || (f.PriceMin != nil && price < *f.PriceMin) || (f.PriceMax != nil && price > *f.PriceMax) {
-			return false
-		}
-	}
-	if f.InStock != nil {
-		b, ok := p[KeyInStock].(bool)
-		if !ok || b != *f.InStock {
-			return false
-		}
-	}
-	return true
-}
-
-func keywordIn(v any, set []string) bool {
-	s, ok := v.(string)
-	if !ok {
-		return false
-	}
-	for _, w := range set {
-		if s == w {
-			return true
-		}
-	}
-	return false
+	return searchv1.SplitCollection(name)
 }
 
 // Number reads a JSON number payload value.
-func Number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, true
-	case float32:
-		return float64(n), true
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	}
-	return 0, false
-}
+func Number(v any) (float64, bool) { return searchv1.Number(v) }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lookalike-dev/lookalike/search/internal/store"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/searchv1/searchv1test"
 )
 
 // Factory returns the store under test. Each call may return the same
@@ -273,58 +274,24 @@ func testSearchRanking(t *testing.T, s store.Store, catalog string) {
 }
 
 func testFilters(t *testing.T, s store.Store, catalog string) {
-	const dim = 8
-	name := mustCreate(t, s, catalog, "m1", dim)
-	type item struct {
-		sku, cat, brand string
-		price           float64
-		stock           bool
-		cos             float64
-	}
-	items := []item{
-		{"s1", "shoes", "acme", 50, true, 0.99},
-		{"s2", "shoes", "zeta", 120, false, 0.95},
-		{"s3", "bags", "acme", 80, true, 0.9},
-		{"s4", "bags", "omni", 200, true, 0.85},
-		{"s5", "hats", "zeta", 15.5, false, 0.8},
-		{"s6", "hats", "acme", 30, true, 0.7},
-	}
+	name := mustCreate(t, s, catalog, "m1", searchv1test.FilterDim)
+	items, cases := searchv1test.FilterTable()
 	var pts []store.Point
 	for i, it := range items {
-		pts = append(pts, store.Point{SKU: it.sku, Vector: angled(dim, it.cos, 1+i%(dim-1)), Payload: map[string]any{
-			store.KeyCategory: it.cat, store.KeyBrand: it.brand, store.KeyPrice: it.price, store.KeyInStock: it.stock,
-		}})
+		pts = append(pts, store.Point{SKU: it.SKU, Vector: it.Vector(i), Payload: it.Payload})
 	}
 	if err := s.Upsert(ctx(t), name, pts); err != nil {
 		t.Fatalf("upsert: %v", err)
 	}
-	p := func(f float64) *float64 { return &f }
-	b := func(v bool) *bool { return &v }
-	tests := []struct {
-		name   string
-		filter searchv1.Filter
-		want   []string
-	}{
-		{"category in one", searchv1.Filter{Category: []string{"bags"}}, []string{"s3", "s4"}},
-		{"category in two", searchv1.Filter{Category: []string{"bags", "hats"}}, []string{"s3", "s4", "s5", "s6"}},
-		{"brand", searchv1.Filter{Brand: []string{"zeta"}}, []string{"s2", "s5"}},
-		{"price min", searchv1.Filter{PriceMin: p(100)}, []string{"s2", "s4"}},
-		{"price max inclusive", searchv1.Filter{PriceMax: p(50)}, []string{"s1", "s5", "s6"}},
-		{"price range", searchv1.Filter{PriceMin: p(30), PriceMax: p(80)}, []string{"s1", "s3", "s6"}},
-		{"in stock", searchv1.Filter{InStock: b(true)}, []string{"s1", "s3", "s4", "s6"}},
-		{"out of stock", searchv1.Filter{InStock: b(false)}, []string{"s2", "s5"}},
-		{"combined", searchv1.Filter{Category: []string{"shoes", "hats"}, Brand: []string{"acme"}, InStock: b(true), PriceMax: p(40)}, []string{"s6"}},
-		{"nothing", searchv1.Filter{Category: []string{"none"}}, []string{}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f := tc.filter
-			hits, err := s.Search(ctx(t), name, store.Query{Vector: axis0(dim), TopK: 10, Filter: &f})
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			f := tc.Filter
+			hits, err := s.Search(ctx(t), name, store.Query{Vector: searchv1test.FilterQuery(), TopK: 10, Filter: &f})
 			if err != nil {
 				t.Fatalf("search: %v", err)
 			}
-			if got := skus(hits); !slices.Equal(got, tc.want) {
-				t.Fatalf("got %v, want %v", got, tc.want)
+			if got := skus(hits); !slices.Equal(got, tc.Want) {
+				t.Fatalf("got %v, want %v", got, tc.Want)
 			}
 		})
 	}

@@ -2,191 +2,45 @@ package searchv1test_test
 
 import (
 	"context"
-	"math"
 	"net/http"
-	"slices"
 	"testing"
 
-	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1/searchv1test"
 )
 
-func client(t *testing.T) (*searchv1test.Server, *searchv1.Client) {
+func TestConformance(t *testing.T) {
+	searchv1test.Conformance(t, func(t *testing.T) string {
+		s := searchv1test.New().Serve()
+		t.Cleanup(s.Close)
+		return s.URL()
+	})
+}
+
+// TestAccessors checks what tests read of the double directly.
+func TestAccessors(t *testing.T) {
+	ctx := context.Background()
 	s := searchv1test.New().Serve()
 	t.Cleanup(s.Close)
-	return s, &searchv1.Client{BaseURL: s.URL()}
-}
-
-func hitSKUs(hits []searchv1.Hit) []string {
-	out := []string{}
-	for _, h := range hits {
-		out = append(out, h.SKU)
-	}
-	return out
-}
-
-func TestFilterTable(t *testing.T) {
-	ctx := context.Background()
-	s, c := client(t)
-	if _, err := c.CreateCollection(ctx, searchv1.CreateCollectionRequest{Catalog: "shop", Model: "m1", Dim: searchv1test.FilterDim}); err != nil {
+	c := &searchv1.Client{BaseURL: s.URL()}
+	if _, err := c.CreateCollection(ctx, searchv1.CreateCollectionRequest{Catalog: "shop", Model: "m1", Dim: 2, MakeAlias: true}); err != nil {
 		t.Fatal(err)
 	}
-	items, cases := searchv1test.FilterTable()
-	var pts []searchv1.Point
-	for i, it := range items {
-		pts = append(pts, searchv1.Point{SKU: it.SKU, Vector: it.Vector(i), Payload: it.Payload})
-	}
-	if _, err := c.Upsert(ctx, "shop", searchv1.UpsertRequest{Model: "m1", Points: pts}); err != nil {
-		t.Fatal(err)
-	}
-	if s.Count("shop__m1") != len(items) {
-		t.Fatalf("count %d", s.Count("shop__m1"))
-	}
-	for _, tc := range cases {
-		t.Run(tc.Name, func(t *testing.T) {
-			f := tc.Filter
-			res, err := c.Search(ctx, "shop", searchv1.SearchRequest{Model: "m1", Vector: searchv1test.FilterQuery(), TopK: 10, Filter: &f})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := hitSKUs(res.Results); !slices.Equal(got, tc.Want) {
-				t.Fatalf("got %v, want %v", got, tc.Want)
-			}
-			for _, h := range res.Results {
-				if h.Payload[searchv1.KeySKU] != h.SKU {
-					t.Fatalf("hit payload lacks its sku: %+v", h)
-				}
-			}
-		})
-	}
-	// Scores are cosines, whatever the query's length.
-	res, err := c.Search(ctx, "shop", searchv1.SearchRequest{Model: "m1", Vector: []float32{7, 0, 0, 0, 0, 0, 0, 0}, TopK: 2, Offset: 1})
-	if err != nil || len(res.Results) != 2 || res.Results[0].SKU != "s2" || math.Abs(float64(res.Results[0].Score)-0.95) > 1e-4 {
-		t.Fatalf("scaled, offset query: %+v %v", res, err)
-	}
-	rec, err := c.Recommend(ctx, "shop", searchv1.RecommendRequest{SKU: "s1", Model: "m1", TopK: 10, Offset: 1, Filter: &searchv1.Filter{Brand: []string{"acme"}}})
-	if err != nil || !slices.Equal(hitSKUs(rec.Results), []string{"s6"}) {
-		t.Fatalf("filtered recommend with offset: %v %v", hitSKUs(rec.Results), err)
-	}
-}
-
-// TestRefusals checks the statuses and codes the real search service
-// answers with.
-func TestRefusals(t *testing.T) {
-	ctx := context.Background()
-	_, c := client(t)
-	if _, err := c.CreateCollection(ctx, searchv1.CreateCollectionRequest{Catalog: "shop", Model: "m1", Dim: 4, MakeAlias: true}); err != nil {
-		t.Fatal(err)
-	}
-	v := []float32{1, 0, 0, 0}
-	tests := []struct {
-		name   string
-		call   func() error
-		status int
-		code   string
-	}{
-		{"dim conflict", func() error {
-			_, err := c.CreateCollection(ctx, searchv1.CreateCollectionRequest{Catalog: "shop", Model: "m1", Dim: 5})
-			return err
-		}, http.StatusConflict, apierror.CodeDimensionMismatch},
-		{"bad catalog name", func() error {
-			_, err := c.CreateCollection(ctx, searchv1.CreateCollectionRequest{Catalog: "Shop", Model: "m1", Dim: 4})
-			return err
-		}, http.StatusBadRequest, searchv1.CodeInvalidName},
-		{"zero vector", func() error {
-			_, err := c.Upsert(ctx, "shop", searchv1.UpsertRequest{Model: "m1", Points: []searchv1.Point{{SKU: "a", Vector: make([]float32, 4)}}})
-			return err
-		}, http.StatusBadRequest, searchv1.CodeInvalidVector},
-		{"wrong length", func() error {
-			_, err := c.Upsert(ctx, "shop", searchv1.UpsertRequest{Model: "m1", Points: []searchv1.Point{{SKU: "a", Vector: []float32{1}}}})
-			return err
-		}, http.StatusBadRequest, apierror.CodeDimensionMismatch},
-		{"price not a number", func() error {
-			_, err := c.Upsert(ctx, "shop", searchv1.UpsertRequest{Model: "m1", Points: []searchv1.Point{{SKU: "a", Vector: v, Payload: searchv1.Payload{"price": "cheap"}}}})
-			return err
-		}, http.StatusBadRequest, searchv1.CodeInvalidPayload},
-		{"other space", func() error {
-			_, err := c.Search(ctx, "shop", searchv1.SearchRequest{Model: "m2", Vector: v})
-			return err
-		}, http.StatusBadRequest, apierror.CodeModelMismatch},
-		{"no model", func() error {
-			_, err := c.Search(ctx, "shop", searchv1.SearchRequest{Vector: v})
-			return err
-		}, http.StatusBadRequest, apierror.CodeInvalidArgument},
-		{"top_k too large", func() error {
-			_, err := c.Search(ctx, "shop", searchv1.SearchRequest{Model: "m1", Vector: v, TopK: searchv1.MaxTopK + 1})
-			return err
-		}, http.StatusBadRequest, apierror.CodeInvalidArgument},
-		{"price range inverted", func() error {
-			lo, hi := 10.0, 1.0
-			_, err := c.Search(ctx, "shop", searchv1.SearchRequest{Model: "m1", Vector: v, Filter: &searchv1.Filter{PriceMin: &lo, PriceMax: &hi}})
-			return err
-		}, http.StatusBadRequest, searchv1.CodeInvalidFilter},
-		{"unknown catalog", func() error {
-			_, err := c.Search(ctx, "other", searchv1.SearchRequest{Model: "m1", Vector: v})
-			return err
-		}, http.StatusNotFound, apierror.CodeNotFound},
-		{"recommend unknown sku", func() error {
-			_, err := c.Recommend(ctx, "shop", searchv1.RecommendRequest{SKU: "nope"})
-			return err
-		}, http.StatusNotFound, apierror.CodeNotFound},
-		{"drop aliased collection", func() error {
-			return c.DropCollection(ctx, "shop__m1")
-		}, http.StatusConflict, apierror.CodeConflict},
-		{"alias to nothing", func() error {
-			_, err := c.SwitchAlias(ctx, "shop", "shop__m9")
-			return err
-		}, http.StatusNotFound, apierror.CodeNotFound},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.call()
-			e, ok := apierror.As(err)
-			if !ok || e.Status != tc.status || e.Code != tc.code {
-				t.Fatalf("got %v, want %d %s", err, tc.status, tc.code)
-			}
-		})
-	}
-}
-
-func TestWritesAndAliases(t *testing.T) {
-	ctx := context.Background()
-	s, c := client(t)
-	for _, m := range []string{"m1", "m2"} {
-		if _, err := c.CreateCollection(ctx, searchv1.CreateCollectionRequest{Catalog: "shop", Model: m, Dim: 2, MakeAlias: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := s.Alias("shop"); got != "shop__m1" {
-		t.Fatalf("alias made by the first create only: %q", got)
-	}
-	up := searchv1.UpsertRequest{Model: "m1", Points: []searchv1.Point{{SKU: "a", Vector: []float32{1, 0}, Payload: searchv1.Payload{"title": "A"}}}}
+	up := searchv1.UpsertRequest{Model: "m1", Points: []searchv1.Point{{SKU: "a", Vector: []float32{1, 0}}}}
 	for range 2 {
 		if _, err := c.Upsert(ctx, "shop", up); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if s.Writes("shop__m1")["a"] != 2 || s.Count("shop__m1") != 1 || s.Upserts() != 2 {
-		t.Fatalf("writes %d count %d upserts %d", s.Writes("shop__m1")["a"], s.Count("shop__m1"), s.Upserts())
+	if s.Writes("shop__m1")["a"] != 2 || s.Count("shop__m1") != 1 || s.Upserts() != 2 || s.Queries() != 2 ||
+		s.Dim("shop__m1") != 2 || s.Alias("shop") != "shop__m1" || s.Points("shop__m1")["a"].Payload[searchv1.KeySKU] != "a" {
+		t.Fatalf("writes %v count %d upserts %d queries %d dim %d alias %q points %v", s.Writes("shop__m1"), s.Count("shop__m1"),
+			s.Upserts(), s.Queries(), s.Dim("shop__m1"), s.Alias("shop"), s.Points("shop__m1"))
 	}
-	p, err := c.Get(ctx, "shop", "a", "")
-	if err != nil || p.Payload["title"] != "A" || p.Payload[searchv1.KeySKU] != "a" {
-		t.Fatalf("get through the alias: %+v %v", p, err)
+	s.SetReady(false)
+	resp, err := http.Get(s.URL() + "/readyz")
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("not ready: %v %v", resp, err)
 	}
-	if _, err := c.SwitchAlias(ctx, "shop", "shop__m2"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Get(ctx, "shop", "a", ""); apierror.CodeOf(err) != apierror.CodeNotFound {
-		t.Fatalf("after the switch, the alias reads m2: %v", err)
-	}
-	if err := c.Delete(ctx, "shop", "a", "m1"); err != nil || s.Count("shop__m1") != 0 {
-		t.Fatalf("delete: %v, count %d", err, s.Count("shop__m1"))
-	}
-	if err := c.Delete(ctx, "shop", "a", "m1"); err != nil {
-		t.Fatalf("deleting an absent sku is not an error: %v", err)
-	}
-	if err := c.DropCollection(ctx, "shop__m1"); err != nil {
-		t.Fatalf("drop: %v", err)
-	}
+	resp.Body.Close()
 }
