@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lookalike-dev/lookalike/indexer/internal/fakes"
 	"github.com/lookalike-dev/lookalike/indexer/internal/job"
 	"github.com/lookalike-dev/lookalike/indexer/internal/testcat"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1/embedv1test"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1/preprocessv1test"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1/searchv1test"
 )
 
@@ -36,13 +37,13 @@ func TestMain(m *testing.M) {
 const model = "fake-a-v1"
 
 type stack struct {
-	pre *fakes.Preprocess
-	emb *fakes.Embed
+	pre *preprocessv1test.Server
+	emb *embedv1test.Server
 	sea *searchv1test.Server
 }
 
 func newStack(t *testing.T) *stack {
-	s := &stack{pre: fakes.NewPreprocess(), emb: fakes.NewEmbed(16, model), sea: searchv1test.New().Serve()}
+	s := &stack{pre: preprocessv1test.New().Serve(), emb: embedv1test.New(testcat.Models(16, model)...).Serve(), sea: searchv1test.New().Serve()}
 	t.Cleanup(func() { s.pre.Close(); s.emb.Close(); s.sea.Close() })
 	return s
 }
@@ -193,7 +194,7 @@ func TestKillAndResumeGivesExactCounts(t *testing.T) {
 	for _, n := range s.sea.Writes(coll) {
 		replays += n - 1
 	}
-	t.Logf("points %d, replayed writes %d, embed calls %d", len(points), replays, s.emb.Calls.Load())
+	t.Logf("points %d, replayed writes %d, embed calls %d", len(points), replays, s.emb.Calls())
 }
 
 func TestExitCodes(t *testing.T) {

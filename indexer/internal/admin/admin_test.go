@@ -17,12 +17,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/lookalike-dev/lookalike/indexer/internal/fakes"
 	"github.com/lookalike-dev/lookalike/indexer/internal/job"
 	"github.com/lookalike-dev/lookalike/indexer/internal/testcat"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1/embedv1test"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1/preprocessv1test"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1/searchv1test"
 )
@@ -33,7 +34,7 @@ type fixture struct {
 	srv  *httptest.Server
 	m    *Manager
 	sea  *searchv1test.Server
-	emb  *fakes.Embed
+	emb  *embedv1test.Server
 	root string
 	cat  string // catalog root
 	want testcat.Want
@@ -41,7 +42,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	pre, emb, sea := fakes.NewPreprocess(), fakes.NewEmbed(16, "fake-a-v1", "fake-b-v1"), searchv1test.New().Serve()
+	pre, emb, sea := preprocessv1test.New().Serve(), embedv1test.New(testcat.Models(16, "fake-a-v1", "fake-b-v1")...).Serve(), searchv1test.New().Serve()
 	t.Cleanup(func() { pre.Close(); emb.Close(); sea.Close() })
 	f := &fixture{sea: sea, emb: emb, root: t.TempDir(), cat: t.TempDir()}
 	var err error

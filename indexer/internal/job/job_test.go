@@ -14,10 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lookalike-dev/lookalike/indexer/internal/fakes"
 	"github.com/lookalike-dev/lookalike/indexer/internal/testcat"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1/embedv1test"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1/preprocessv1test"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1/searchv1test"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
@@ -27,14 +28,14 @@ import (
 const modelA, modelB = "fake-a-v1", "fake-b-v1"
 
 type env struct {
-	pre *fakes.Preprocess
-	emb *fakes.Embed
+	pre *preprocessv1test.Server
+	emb *embedv1test.Server
 	sea *searchv1test.Server
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{pre: fakes.NewPreprocess(), emb: fakes.NewEmbed(16, modelA, modelB), sea: searchv1test.New().Serve()}
+	e := &env{pre: preprocessv1test.New().Serve(), emb: embedv1test.New(testcat.Models(16, modelA, modelB)...).Serve(), sea: searchv1test.New().Serve()}
 	t.Cleanup(func() { e.pre.Close(); e.emb.Close(); e.sea.Close() })
 	return e
 }
@@ -388,8 +389,8 @@ func TestErrorRatioFailsJob(t *testing.T) {
 func TestOutageIsRetried(t *testing.T) {
 	e := newEnv(t)
 	path, want, _ := testcat.Write(t.TempDir(), testcat.Options{Good: 12})
-	e.pre.FailNext.Store(3)
-	e.pre.FailItems.Store(5) // per-item 503s are retried, not failed
+	e.pre.FailNext(3)
+	e.pre.FailItems(5) // per-item 503s are retried, not failed
 	cfg := e.config(t, path)
 	j, _ := New(cfg)
 	sum, err := j.Run(context.Background())
@@ -402,7 +403,7 @@ func TestOutageIsRetried(t *testing.T) {
 func TestServiceDownFailsJobResumably(t *testing.T) {
 	e := newEnv(t)
 	path, _, _ := testcat.Write(t.TempDir(), testcat.Options{Good: 12})
-	e.pre.FailNext.Store(1000)
+	e.pre.FailNext(1000)
 	cfg := e.config(t, path)
 	cfg.Retries = 2
 	j, _ := New(cfg)
@@ -410,7 +411,7 @@ func TestServiceDownFailsJobResumably(t *testing.T) {
 	if err == nil || sum.State != StateFailed || sum.Counts.Failed != 0 {
 		t.Fatalf("got %v %+v", err, sum)
 	}
-	e.pre.FailNext.Store(0)
+	e.pre.FailNext(0)
 	cfg.Resume = true
 	j, _ = New(cfg)
 	if sum, err = j.Run(context.Background()); err != nil || sum.Counts.Done != 12 {
@@ -530,14 +531,14 @@ func TestEmbedGetsFullBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	full := 0
-	for _, n := range e.emb.BatchSizes {
+	for _, n := range e.emb.BatchSizes() {
 		if n == 16 {
 			full++
 		}
 	}
 	// All but the warm-up batch of each embed worker and the tail are full.
-	if len(e.emb.BatchSizes) < 8 || full < len(e.emb.BatchSizes)-3 {
-		t.Fatalf("batch sizes %v: want all but warm-up and tail full", e.emb.BatchSizes)
+	if len(e.emb.BatchSizes()) < 8 || full < len(e.emb.BatchSizes())-3 {
+		t.Fatalf("batch sizes %v: want all but warm-up and tail full", e.emb.BatchSizes())
 	}
 }
 
@@ -627,7 +628,7 @@ func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 func TestWireDTypes(t *testing.T) {
 	run := func(floatOnly bool) (*env, map[string]searchv1.Point) {
 		e := newEnv(t)
-		e.pre.FloatOnly.Store(floatOnly)
+		e.pre.SetFloatOnly(floatOnly)
 		path, want, err := testcat.Write(t.TempDir(), testcat.Options{Good: 24})
 		if err != nil {
 			t.Fatal(err)
@@ -645,14 +646,14 @@ func TestWireDTypes(t *testing.T) {
 		return e, e.sea.Points(searchv1.CollectionName("products", modelA))
 	}
 	narrow, got := run(false)
-	if narrow.pre.Asked("float32") != 0 || narrow.pre.Asked("uint8") == 0 || narrow.emb.DTypes["float32"] != 0 || narrow.emb.DTypes["uint8"] == 0 {
+	if narrow.pre.Asked("float32") != 0 || narrow.pre.Asked("uint8") == 0 || narrow.emb.DTypes("float32") != 0 || narrow.emb.DTypes("uint8") == 0 {
 		t.Errorf("asked preprocess for %d float32 and %d uint8 batches; embed got %v, want uint8 only",
-			narrow.pre.Asked("float32"), narrow.pre.Asked("uint8"), narrow.emb.DTypes)
+			narrow.pre.Asked("float32"), narrow.pre.Asked("uint8"), narrow.emb.DTypes("uint8"))
 	}
 	old, want := run(true)
-	if old.pre.Asked("uint8") == 0 || old.pre.Asked("float32") == 0 || old.emb.DTypes["uint8"] != 0 {
+	if old.pre.Asked("uint8") == 0 || old.pre.Asked("float32") == 0 || old.emb.DTypes("uint8") != 0 {
 		t.Errorf("older preprocess: asked %d uint8 and %d float32 batches; embed got %v, want a fall back to float32",
-			old.pre.Asked("uint8"), old.pre.Asked("float32"), old.emb.DTypes)
+			old.pre.Asked("uint8"), old.pre.Asked("float32"), old.emb.DTypes("uint8"))
 	}
 	if len(got) != len(want) || len(got) == 0 {
 		t.Fatalf("%d points with uint8, %d with float32", len(got), len(want))
@@ -667,7 +668,7 @@ func TestWireDTypes(t *testing.T) {
 // Around a fall back, one embed batch may hold uint8 rows and float32 rows:
 // the uint8 ones are widened as embed would.
 func TestBatchTensorWidensMixedRows(t *testing.T) {
-	spec := fakes.Spec()
+	spec := testcat.Spec()
 	l := &lane{model: spec}
 	n := 3 * spec.Width * spec.Height
 	levels := make([]byte, n)

@@ -1,7 +1,7 @@
 // Package testcat writes catalogs with generated images for the indexer's
 // tests and benchmarks: good products, duplicate SKUs, identical images,
 // and every kind of bad line and bad image, with the outcome each one must
-// get.
+// get; and the tiny models the tests' embed double serves.
 package testcat
 
 import (
@@ -14,7 +14,29 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1/embedv1test"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 )
+
+// Side is the test models' input side (tiny tensors keep tests fast).
+const Side = 8
+
+// Spec is the preprocessing every test model publishes.
+func Spec() preprocessv1.Spec {
+	return preprocessv1.Spec{Width: Side, Height: Side, ResizeMode: preprocessv1.ResizeSquash, Interpolation: "nearest",
+		Scale: 1.0 / 255, Mean: [3]float32{0, 0, 0}, Std: [3]float32{1, 1, 1}, ChannelOrder: "RGB", Layout: "NCHW", DType: "float32"}
+}
+
+// Models are test models of dimension dim; the first is the default.
+func Models(dim int, ids ...string) []embedv1.ModelSpec {
+	out := make([]embedv1.ModelSpec, len(ids))
+	for i, id := range ids {
+		out[i] = embedv1test.Model(id, dim, Spec())
+	}
+	return out
+}
 
 // Want is the expected outcome of a catalog.
 type Want struct {
@@ -104,8 +126,8 @@ func Write(dir string, o Options) (string, Want, error) {
 		want.Failed[add(`{"sku":"BAD-PRICE","image":"img/p00001.png","price":"free"}`)] = "bad_price"
 		want.Failed[add(prod("MISSING-IMG", "img/nope.png", "x"))] = "image_not_found"
 		want.Failed[add(prod("TRUNCATED", "img/truncated.png", "x"))] = "corrupt_image"
-		want.Failed[add(prod("NOT-IMAGE", "img/text.png", "x"))] = "corrupt_image"
-		want.Failed[add(prod("EMPTY", "img/empty.png", "x"))] = "corrupt_image"
+		want.Failed[add(prod("NOT-IMAGE", "img/text.png", "x"))] = "unsupported_format"
+		want.Failed[add(prod("EMPTY", "img/empty.png", "x"))] = "empty_body"
 		want.Failed[add(prod("ESCAPE", "../outside.png", "x"))] = "image_path_not_allowed"
 		// A later line of SKU-00003 wins.
 		add(prod("SKU-00003", "img/p00003.png", "new title"))
