@@ -194,19 +194,14 @@ func (s *Server) embed(w http.ResponseWriter, r *http.Request) *apierror.Error {
 	return nil
 }
 
-// Vector maps an input row to a dim-long unit vector: the row, centred on
-// its mean, folded onto dim axes by a fixed permutation and weights that
-// depend on seed (one seed per model).
+// Vector maps an input row to a dim-long unit vector: the row, less 0.5,
+// folded onto dim axes by a fixed permutation and weights that depend on
+// seed (one seed per model). A row that folds to zero maps to the first axis.
 func Vector(in []float32, dim, seed int) []float32 {
-	var mean float64
-	for _, v := range in {
-		mean += float64(v)
-	}
-	mean /= float64(max(len(in), 1))
 	out := make([]float32, dim)
 	for i, v := range in {
 		k := (i*seed*7 + i/dim) % dim
-		out[k] += float32(float64(v)-mean) * float32(1+(i*seed)%3)
+		out[k] += (v - 0.5) * float32(1+(i*seed)%3)
 	}
 	var ss float64
 	for _, v := range out {
