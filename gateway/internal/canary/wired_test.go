@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/lookalike-dev/lookalike/gateway/internal/canary"
-	"github.com/lookalike-dev/lookalike/gateway/internal/fakes"
 	"github.com/lookalike-dev/lookalike/gateway/internal/gatewaytest"
 )
 
@@ -71,14 +70,14 @@ func TestWiredIntoTheGateway(t *testing.T) {
 	resp := env.Do(t, "GET", canary.RouteCanary, "", nil, key)
 	var rep canary.Report
 	if err := json.Unmarshal(readBody(t, resp), &rep); err != nil || resp.StatusCode != http.StatusOK ||
-		rep.Phase != canary.PhaseNone || rep.Stable != fakes.ModelID || len(rep.Spaces) != 1 || rep.Spaces[0].Count != 1 {
+		rep.Phase != canary.PhaseNone || rep.Stable != gatewaytest.ModelID || len(rep.Spaces) != 1 || rep.Spaces[0].Count != 1 {
 		t.Fatalf("report: %d %+v %v", resp.StatusCode, rep, err)
 	}
 
 	sbody, sct := multipartBody(t, nil, testPNG(t, 1))
 	resp = env.Do(t, "POST", "/v1/search", sct, sbody, "")
 	b := readBody(t, resp)
-	if resp.StatusCode != http.StatusOK || resp.Header.Get(canary.HeaderArm) != "stable" || resp.Header.Get(canary.HeaderModel) != fakes.ModelID {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(canary.HeaderArm) != "stable" || resp.Header.Get(canary.HeaderModel) != gatewaytest.ModelID {
 		t.Fatalf("search: %d %s headers %v", resp.StatusCode, b, resp.Header)
 	}
 
@@ -87,7 +86,7 @@ func TestWiredIntoTheGateway(t *testing.T) {
 		status                   int
 		code                     string
 	}{
-		{"start the stable model", "POST", canary.RouteCanary, `{"model":"` + fakes.ModelID + `"}`, 409, canary.CodeCanaryIsStable},
+		{"start the stable model", "POST", canary.RouteCanary, `{"model":"` + gatewaytest.ModelID + `"}`, 409, canary.CodeCanaryIsStable},
 		{"start a model no embedder serves", "POST", canary.RouteCanary, `{"model":"resnet-v9"}`, 400, canary.CodeModelNotServed},
 		{"start without a model or CANARY_MODEL", "POST", canary.RouteCanary, ``, 400, "invalid_argument"},
 		{"serve without canary", "POST", canary.RouteServe, ``, 409, canary.CodeNoCanary},

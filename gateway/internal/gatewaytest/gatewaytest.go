@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lookalike-dev/lookalike/gateway/internal/fakes"
 	"github.com/lookalike-dev/lookalike/gateway/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/gateway/internal/service"
 	"github.com/lookalike-dev/lookalike/shared/buildinfo"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1/embedv1test"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1/preprocessv1test"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1/searchv1test"
 	"github.com/lookalike-dev/lookalike/shared/logging"
 	"github.com/lookalike-dev/lookalike/shared/server"
@@ -49,14 +52,28 @@ type Env struct {
 	URL        string
 	Server     *server.Server
 	Service    *service.Service
-	Preprocess *fakes.Preprocess
-	Embed      *fakes.Embed
+	Preprocess *preprocessv1test.Server
+	Embed      *embedv1test.Server
 	Search     *searchv1test.Server
 	PreSrv     *httptest.Server
 	EmbedSrv   *httptest.Server
 	SearchSrv  *httptest.Server
 	Logs       *Logs
 }
+
+// ModelID is the test embed's only model.
+const ModelID = "fake-v1"
+
+// Spec is the preprocessing the test model publishes (deliberately not
+// ImageNet's, so a test can see the gateway passes the model's spec on).
+func Spec() preprocessv1.Spec {
+	return preprocessv1.Spec{Width: 16, Height: 16, ResizeMode: preprocessv1.ResizeSquash, Interpolation: "nearest",
+		Scale: 1.0 / 255, Mean: [3]float32{0.5, 0.5, 0.5}, Std: [3]float32{0.5, 0.5, 0.5},
+		ChannelOrder: "RGB", Layout: "NCHW", DType: "float32"}
+}
+
+// Model is the test model's spec.
+func Model() embedv1.ModelSpec { return embedv1test.Model(ModelID, 3*16*16, Spec()) }
 
 // Options adjust a test gateway.
 type Options struct {
@@ -75,7 +92,7 @@ func Start(t testing.TB, o Options) *Env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	env := &Env{Preprocess: &fakes.Preprocess{}, Embed: &fakes.Embed{}, Search: searchv1test.New(), Logs: &Logs{}}
+	env := &Env{Preprocess: preprocessv1test.New(), Embed: embedv1test.New(Model()), Search: searchv1test.New(), Logs: &Logs{}}
 	env.PreSrv = httptest.NewServer(env.Preprocess.Handler())
 	env.EmbedSrv = httptest.NewServer(env.Embed.Handler())
 	env.SearchSrv = httptest.NewServer(env.Search.Handler())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/lookalike-dev/lookalike/shared/contract/embedv1/embedv1test"
 	"image"
 	"image/color"
 	"image/png"
@@ -21,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lookalike-dev/lookalike/gateway/internal/fakes"
 	"github.com/lookalike-dev/lookalike/gateway/internal/gatewaytest"
 	"github.com/lookalike-dev/lookalike/gateway/internal/service"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
@@ -117,10 +117,10 @@ func index(t testing.TB, env *gatewaytest.Env, n int) {
 func TestSearchFlowsThroughContracts(t *testing.T) {
 	env := gatewaytest.Start(t, gatewaytest.Options{})
 	index(t, env, 6)
-	if got := env.Search.Count("products__" + fakes.ModelID); got != 6 {
+	if got := env.Search.Count("products__" + gatewaytest.ModelID); got != 6 {
 		t.Fatalf("collection holds %d points, want 6", got)
 	}
-	if got := env.Search.Alias("products"); got != "products__"+fakes.ModelID {
+	if got := env.Search.Alias("products"); got != "products__"+gatewaytest.ModelID {
 		t.Fatalf("alias products -> %q", got)
 	}
 	for i := 1; i <= 6; i++ {
@@ -136,7 +136,7 @@ func TestSearchFlowsThroughContracts(t *testing.T) {
 			}
 		}
 		r := decode[searchResp](t, resp)
-		if r.Model != fakes.ModelID || len(r.Results) != 3 {
+		if r.Model != gatewaytest.ModelID || len(r.Results) != 3 {
 			t.Fatalf("got model %q with %d results", r.Model, len(r.Results))
 		}
 		if want := fmt.Sprintf("SKU-%d", i); r.Results[0].SKU != want || r.Results[0].Score < 0.999 {
@@ -151,8 +151,8 @@ func TestSearchFlowsThroughContracts(t *testing.T) {
 	}
 	// The model's published spec, not a hard-coded one, went to preprocess,
 	// asking for uint8 levels since the model takes them.
-	want := fakes.Model().WireSpec()
-	if want.DType != "uint8" || want.Width != fakes.Spec().Width {
+	want := gatewaytest.Model().WireSpec()
+	if want.DType != "uint8" || want.Width != gatewaytest.Spec().Width {
 		t.Fatalf("wire spec %+v", want)
 	}
 	for _, s := range env.Preprocess.Specs() {
@@ -160,7 +160,7 @@ func TestSearchFlowsThroughContracts(t *testing.T) {
 			t.Fatalf("preprocess got spec %s, want the model's %s", s, want.Encode())
 		}
 	}
-	if u, f := env.Embed.DTypes.Get("uint8"), env.Embed.DTypes.Get("float32"); u != 12 || f != 0 {
+	if u, f := env.Embed.DTypes("uint8"), env.Embed.DTypes("float32"); u != 12 || f != 0 {
 		t.Fatalf("embed got %d uint8 and %d float32 tensors, want 12 and 0", u, f)
 	}
 	// The gateway never reads the perceptual hash: preprocess skips it.
@@ -176,7 +176,7 @@ func TestSearchFlowsThroughContracts(t *testing.T) {
 func TestOlderPreprocessGetsFloat32(t *testing.T) {
 	env := gatewaytest.Start(t, gatewaytest.Options{})
 	index(t, env, 3)
-	env.Preprocess.FloatOnly.Store(true)
+	env.Preprocess.SetFloatOnly(true)
 	before := len(env.Preprocess.Specs())
 	for i := 1; i <= 3; i++ {
 		body, ct := form(t, map[string]string{"top_k": "1"}, map[string][]byte{"image": pngOf(t, i)})
@@ -375,7 +375,7 @@ func TestAdminCRUD(t *testing.T) {
 		Dim      int            `json:"dim"`
 	}
 	p := decode[product](t, env.Do(t, "GET", "/v1/products/SKU-2", "", nil, k))
-	if p.SKU != "SKU-2" || p.Metadata["title"] != "Product 2" || p.Dim != fakes.Model().Dim {
+	if p.SKU != "SKU-2" || p.Metadata["title"] != "Product 2" || p.Dim != gatewaytest.Model().Dim {
 		t.Fatalf("get: %+v", p)
 	}
 	// Metadata-only update keeps the vector.
@@ -611,8 +611,8 @@ func TestLoadSheddingUnderConcurrency(t *testing.T) {
 }
 
 func TestBalancingSkipsNotReadyEmbed(t *testing.T) {
-	spare := &fakes.Embed{}
-	spare.Set(false)
+	spare := embedv1test.New(gatewaytest.Model())
+	spare.SetReady(false)
 	spareSrv := httptest.NewServer(spare.Handler())
 	defer spareSrv.Close()
 	env := gatewaytest.Start(t, gatewaytest.Options{ExtraEmbedURLs: []string{spareSrv.URL}})
@@ -620,8 +620,8 @@ func TestBalancingSkipsNotReadyEmbed(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		wantStatus(t, env.Do(t, "POST", "/v1/search", "image/png", pngOf(t, i), ""), 200, "")
 	}
-	if spare.Calls.Load() != 0 || env.Embed.Calls.Load() != 8 {
-		t.Fatalf("not-ready embed got %d calls, ready one %d", spare.Calls.Load(), env.Embed.Calls.Load())
+	if spare.Calls() != 0 || env.Embed.Calls() != 8 {
+		t.Fatalf("not-ready embed got %d calls, ready one %d", spare.Calls(), env.Embed.Calls())
 	}
 	// The instance states and the per-route RED metrics are exported.
 	resp := env.Do(t, "GET", "/metrics", "", nil, "")
