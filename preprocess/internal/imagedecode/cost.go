@@ -1,6 +1,9 @@
 package imagedecode
 
 import (
+	"encoding/binary"
+	"fmt"
+
 	"github.com/lookalike-dev/lookalike/preprocess/internal/turbojpeg"
 )
 
@@ -94,4 +97,41 @@ func goCost(cfg Config, data []byte) int64 {
 		return 8*px + 1<<20 // lossless (NRGBA and its transforms), or extended with alpha
 	}
 	return 8*px + 1<<20
+}
+
+// deflateMaxRatio bounds how far deflate expands: one 258-byte match costs
+// at least two bits.
+const deflateMaxRatio = 1032
+
+// walkPNG checks a PNG's chunks against its header before the decoder
+// allocates the image: the file must reach IEND (image/png refuses it
+// otherwise), and its IDAT data must be long enough to inflate to the rows
+// the header declares.
+func walkPNG(b []byte, cfg Config) error {
+	if len(b) < 29 {
+		return fmt.Errorf("%w: png: truncated header", ErrCorrupt)
+	}
+	depth, ct := int64(b[24]), b[25]
+	channels := map[byte]int64{0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ct]
+	raw := int64(cfg.Height) * (1 + (int64(cfg.Width)*channels*depth+7)/8)
+	var idat int64
+	for i := 8; ; {
+		if i+8 > len(b) {
+			return fmt.Errorf("%w: png: truncated (no IEND chunk)", ErrCorrupt)
+		}
+		n := int64(binary.BigEndian.Uint32(b[i:]))
+		if n > int64(len(b)-i-12) {
+			return fmt.Errorf("%w: png: truncated %q chunk", ErrCorrupt, b[i+4:i+8])
+		}
+		switch string(b[i+4 : i+8]) {
+		case "IDAT":
+			idat += n
+		case "IEND":
+			if idat*deflateMaxRatio+1024 < raw {
+				return fmt.Errorf("%w: png: %d bytes of image data cannot hold the %d bytes of rows the header declares", ErrCorrupt, idat, raw)
+			}
+			return nil
+		}
+		i += 12 + int(n)
+	}
 }

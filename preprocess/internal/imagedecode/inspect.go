@@ -133,8 +133,13 @@ func Inspect(data []byte, lim Limits) (cfg Config, err error) {
 	if px := int64(ic.Width) * int64(ic.Height); lim.MaxPixels > 0 && px > lim.MaxPixels {
 		return Config{}, fmt.Errorf("%w: %dx%d is %d pixels, the limit is %d", ErrDimensions, ic.Width, ic.Height, px, lim.MaxPixels)
 	}
-	if cfg.Format == JPEG {
+	switch cfg.Format {
+	case JPEG:
 		if cfg.jpeg, err = walkJPEG(data, lim.Scans); err != nil {
+			return Config{}, err
+		}
+	case PNG:
+		if err := walkPNG(data, cfg); err != nil {
 			return Config{}, err
 		}
 	}
