@@ -146,3 +146,47 @@ func TestDecodeBudget(t *testing.T) {
 		}
 	}
 }
+
+// CMYK and YCCK JPEGs decode in libjpeg-turbo (never image/jpeg at full
+// size), to the colours image/jpeg gives them.
+func TestCMYKDecodesInTurbo(t *testing.T) {
+	if !turbojpeg.Available() {
+		t.Skip("built without libjpeg-turbo")
+	}
+	for _, c := range imagecorpus.Generate() {
+		if c.Name != "jpeg-cmyk" && c.Name != "jpeg-ycck" {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			cfg, err := imagedecode.Inspect(c.Data, imagedecode.Limits{Scans: scanLimits})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tj, err := imagedecode.Decode(c.Data, cfg, imagedecode.Options{MinScale: 1}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tj.Release()
+			gd, err := imagedecode.Decode(c.Data, cfg, imagedecode.Options{MinScale: 1, PureGo: true}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer gd.Release()
+			if tj.Decoder != imagedecode.DecoderTurbo || gd.Decoder != imagedecode.DecoderGo {
+				t.Fatalf("decoders %s and %s", tj.Decoder, gd.Decoder)
+			}
+			worst := 0
+			var s1, s2 []byte
+			for y := range tj.H {
+				a, b := tj.Row(y, 0, tj.W, &s1), gd.Row(y, 0, gd.W, &s2)
+				for i := range a {
+					worst = max(worst, int(a[i])-int(b[i]), int(b[i])-int(a[i]))
+				}
+			}
+			t.Logf("libjpeg-turbo and image/jpeg differ by up to %d levels", worst)
+			if worst > 12 {
+				t.Fatalf("libjpeg-turbo and image/jpeg differ by up to %d levels", worst)
+			}
+		})
+	}
+}
