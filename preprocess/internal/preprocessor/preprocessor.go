@@ -192,8 +192,14 @@ func (p *Processor) admitter(ctx context.Context) imagedecode.Admit {
 		if err := p.mem.Acquire(ctx, n); err != nil {
 			return nil, err
 		}
+		p.metrics.reserved(n)
 		var once sync.Once
-		return func() { once.Do(func() { p.mem.Release(n) }) }, nil
+		return func() {
+			once.Do(func() {
+				p.mem.Release(n)
+				p.metrics.reserved(-n)
+			})
+		}, nil
 	}
 }
 
