@@ -69,7 +69,9 @@ case ",${GODEBUG:-}," in
   *,schedtrace=*) ;;
   *) export GODEBUG="${GODEBUG:+$GODEBUG,}schedtrace=2147483647" ;;
 esac
-MALLOC_ARENA_MAX=1 start preprocess
+# preprocess with the memory limit its manifest gives it (1Gi): the Go heap's soft
+# limit follows from it, less the decode memory (PREPROCESS_MEMORY_LIMIT; GOMEMLIMIT wins).
+PREPROCESS_MEMORY_LIMIT=${PREPROCESS_MEMORY_LIMIT:-1073741824} MALLOC_ARENA_MAX=1 start preprocess
 start embed
 GOMAXPROCS=${SEARCH_GOMAXPROCS:-1} start search
 GOMAXPROCS=${GATEWAY_GOMAXPROCS:-1} start gateway

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -51,6 +52,11 @@ type config struct {
 	HQDecodeRatio   float64       `conf:"default:2,help:the same for the high-accuracy interpolations lanczos3 and catmullrom"`
 	FastIDCT        bool          `conf:"default:false,help:libjpeg-turbo fast IDCT and upsampling in the default mode"`
 	KeepFreedMemory int           `conf:"default:268435456,help:freed decoder bytes the C allocator keeps for the next image rather than return to the kernel (0: glibc defaults; 3.5x less CPU on repeated large progressive JPEGs)"`
+	DecodeMemory    int64         `conf:"default:402653184,help:bytes all decodes in progress may be expected to allocate together (a decode waits within its deadline for its share)"`
+	ImageMemory     int64         `conf:"default:201326592,help:most bytes one image's decode may be expected to allocate (image_too_complex above)"`
+	MaxScans        int           `conf:"default:256,help:most scans of a progressive JPEG (too_many_scans above)"`
+	MaxScanVisits   int           `conf:"default:32,help:most times a JPEG's scans may cover each block on average (too_many_scans above)"`
+	MemoryLimit     int64         `conf:"default:0,help:the container's memory limit in bytes (0: none); unless GOMEMLIMIT is set, the Go heap's soft limit becomes 90% of it less the decode memory (C allocations the Go runtime cannot see)"`
 }
 
 func main() {
@@ -81,6 +87,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if out, err := conf.String(&cfg); err == nil {
 		log.Info("config", "effective", out)
 	}
+	if lim, ok := goMemoryLimit(cfg.MemoryLimit, cfg.DecodeMemory, os.Getenv("GOMEMLIMIT")); ok {
+		debug.SetMemoryLimit(lim)
+		log.Info("go memory limit set from the container limit", "container_bytes", cfg.MemoryLimit, "go_limit_bytes", lim)
+	}
 	spec := preprocessv1.ImageNet()
 	if cfg.DefaultSpec != "" {
 		if spec, err = preprocessv1.DecodeSpec(cfg.DefaultSpec); err != nil {
@@ -101,10 +111,12 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	proc, err := preprocessor.New(preprocessor.Options{
-		Limits:      imagedecode.Limits{MaxBytes: cfg.MaxBytes, MaxPixels: cfg.MaxPixels},
+		Limits: imagedecode.Limits{MaxBytes: cfg.MaxBytes, MaxPixels: cfg.MaxPixels,
+			Scans: imagedecode.ScanLimits{MaxScans: cfg.MaxScans, MaxVisitsPerBlock: cfg.MaxScanVisits}},
 		DefaultSpec: spec, Background: cfg.Background, Concurrency: cfg.Concurrency,
 		DecodeRatio: cfg.DecodeRatio, HQDecodeRatio: cfg.HQDecodeRatio, FastIDCT: cfg.FastIDCT,
 		KeepFreedMemory: cfg.KeepFreedMemory,
+		DecodeMemory:    cfg.DecodeMemory, ImageMemory: cfg.ImageMemory,
 	}, metrics)
 	if err != nil {
 		return fmt.Errorf("building preprocessor: %w", err)
@@ -123,6 +135,17 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	// Run: ready once a generated image went through the whole pipeline.
 	return srv.Run(ctx, func(ctx context.Context) error { return warmup(ctx, proc) })
+}
+
+// goMemoryLimit is the Go runtime's soft memory limit for a container of
+// limit bytes: 90% of it, less the decode memory, which libjpeg-turbo
+// takes from the C allocator where the Go runtime cannot see it. GOMEMLIMIT,
+// when set (env), wins: the runtime has read it.
+func goMemoryLimit(limit, decode int64, env string) (int64, bool) {
+	if limit <= 0 || env != "" {
+		return 0, false
+	}
+	return max(limit/10*9-decode, limit/4), true
 }
 
 // warmup preprocesses a generated JPEG with the default spec and checks the

@@ -314,7 +314,7 @@ func TestHostileCorpusOverHTTP(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`preprocess_rejections_total{code="corrupt_image"}`, `preprocess_decode_duration_seconds_count{format="webp"}`, "preprocess_bytes_in_total"} {
+	for _, want := range []string{`preprocess_rejections_total{code="corrupt_image"}`, `preprocess_decode_duration_seconds_count{format="webp"}`, "preprocess_bytes_in_total", "preprocess_decode_memory_bytes 0"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

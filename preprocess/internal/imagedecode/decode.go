@@ -2,6 +2,7 @@ package imagedecode
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -30,6 +31,12 @@ type Options struct {
 	Background [3]uint8
 	// PureGo disables libjpeg-turbo even when it is linked in.
 	PureGo bool
+	// Budget is the most bytes one decode may be expected to allocate
+	// (ErrTooComplex above it); 0 means no limit.
+	Budget int64
+	// Admit, when set, reserves each decoder's expected bytes before it
+	// runs; the reservation is held until Image.Release.
+	Admit Admit
 }
 
 // Image is a decoded image, read row by row as packed RGB.
@@ -48,6 +55,8 @@ type Image struct {
 	bg   [3]uint8
 	pal  []byte // composited palette for *image.Paletted
 	pool *Pool
+	// release gives back the decode's reserved bytes (Options.Admit).
+	release func()
 }
 
 // Pool recycles the large pixel buffers of scaled JPEG decodes.
@@ -77,6 +86,10 @@ func (m *Image) Release() {
 		m.rgb = nil
 	}
 	m.img = nil
+	if m.release != nil {
+		m.release()
+		m.release = nil
+	}
 }
 
 // powerOfTwoFactor is the smallest of 1/8, 1/4, 1/2, 1 that is >= min.
@@ -89,24 +102,65 @@ func powerOfTwoFactor(min float64) turbojpeg.Factor {
 	return turbojpeg.Factor{Num: 1, Denom: 1}
 }
 
-// Decode decodes data, which Inspect has accepted as cfg.
+// admit checks a decoder's expected bytes against the budget and reserves
+// them.
+func (opt Options) admit(decoder, format string, n int64) (func(), error) {
+	if opt.Budget > 0 && n > opt.Budget {
+		return nil, fmt.Errorf("%w: decoding this %s would take about %d MiB, the limit is %d MiB", ErrTooComplex, format, n>>20, opt.Budget>>20)
+	}
+	if opt.Admit == nil {
+		return noRelease, nil
+	}
+	return opt.Admit(decoder, n)
+}
+
+// Cost is the bytes the first decoder Decode tries is expected to allocate.
+func (cfg Config) Cost(opt Options) (decoder string, bytes int64) {
+	if cfg.Format == JPEG && cfg.jpeg != nil && turbojpeg.Available() && !opt.PureGo {
+		return DecoderTurbo, turboCost(cfg.jpeg, powerOfTwoFactor(opt.MinScale))
+	}
+	return DecoderGo, cfg.goBytes
+}
+
+// Decode decodes data, which Inspect has accepted as cfg. A JPEG goes to
+// libjpeg-turbo when it is linked in; what it refuses or only warns about
+// gets a second opinion from image/jpeg, so both builds accept and refuse
+// the same files, when that decode fits the budget too.
 func Decode(data []byte, cfg Config, opt Options, pool *Pool) (m *Image, err error) {
 	m = &Image{Config: cfg, Scale: 1, bg: opt.Background, pool: pool}
-	if cfg.Format == JPEG && turbojpeg.Available() && !opt.PureGo {
+	if j := cfg.jpeg; j != nil && len(j.comps) == 4 && j.adobe < 0 {
+		// Neither CMYK convention can be told apart without the marker;
+		// image/jpeg refuses these too.
+		return nil, fmt.Errorf("%w: jpeg: 4-component image without an Adobe marker (unknown colour model)", ErrCorrupt)
+	}
+	decoder, cost := cfg.Cost(opt)
+	release, err := opt.admit(decoder, cfg.Format, cost)
+	if err != nil {
+		return nil, err
+	}
+	if decoder == DecoderTurbo {
 		f := powerOfTwoFactor(opt.MinScale)
 		pix, w, h, terr := turbojpeg.DecodeRGB(data, f, opt.Fast, pool.get())
 		if terr == nil {
-			m.rgb, m.W, m.H, m.Scale, m.Decoder = pix, w, h, f.Float(), "turbojpeg"
+			m.rgb, m.W, m.H, m.Scale, m.Decoder, m.release = pix, w, h, f.Float(), DecoderTurbo, release
 			return m, nil
 		}
-		// CMYK/YCCK, warnings (truncation, junk bytes) and anything else
-		// libjpeg-turbo refuses get a second opinion from image/jpeg, so both
-		// builds accept and refuse the same files.
 		pool.put(pix[:0])
+		release()
+		release, err = opt.admit(DecoderGo, cfg.Format, cfg.goBytes)
+		if errors.Is(err, ErrTooComplex) {
+			return nil, fmt.Errorf("%w: decoding jpeg: %v (and %v)", ErrCorrupt, terr, err)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			m, err = nil, fmt.Errorf("%w: decoding %s: panic: %v", ErrCorrupt, cfg.Format, r)
+		}
+		if err != nil {
+			release()
 		}
 	}()
 	var img image.Image
@@ -137,7 +191,7 @@ func Decode(data []byte, cfg Config, opt Options, pool *Pool) (m *Image, err err
 	if b.Dx() != cfg.Width || b.Dy() != cfg.Height {
 		return nil, fmt.Errorf("%w: %s header says %dx%d, pixels are %dx%d", ErrCorrupt, cfg.Format, cfg.Width, cfg.Height, b.Dx(), b.Dy())
 	}
-	m.img, m.W, m.H, m.Decoder = img, b.Dx(), b.Dy(), "go"
+	m.img, m.W, m.H, m.Decoder, m.release = img, b.Dx(), b.Dy(), DecoderGo, release
 	if p, ok := img.(*image.Paletted); ok {
 		m.pal = make([]byte, 3*256)
 		for i, c := range p.Palette {

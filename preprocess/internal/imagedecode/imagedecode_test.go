@@ -33,7 +33,7 @@ func TestSniff(t *testing.T) {
 
 // sentinel reports whether err wraps one of the package's sentinels.
 func sentinel(err error) bool {
-	for _, s := range []error{imagedecode.ErrEmpty, imagedecode.ErrUnsupported, imagedecode.ErrCorrupt, imagedecode.ErrTooLarge, imagedecode.ErrDimensions} {
+	for _, s := range []error{imagedecode.ErrEmpty, imagedecode.ErrUnsupported, imagedecode.ErrCorrupt, imagedecode.ErrTooLarge, imagedecode.ErrDimensions, imagedecode.ErrTooComplex, imagedecode.ErrTooManyScans} {
 		if errors.Is(err, s) {
 			return true
 		}

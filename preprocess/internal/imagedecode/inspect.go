@@ -38,12 +38,19 @@ var (
 	ErrCorrupt     = errors.New("corrupt image")
 	ErrTooLarge    = errors.New("image too large")
 	ErrDimensions  = errors.New("image dimensions too large")
+	// ErrTooComplex: decoding would allocate more than the per-image
+	// budget (Options.Budget).
+	ErrTooComplex = errors.New("image too complex to decode within the memory budget")
+	// ErrTooManyScans: a progressive JPEG with more scans, or scans
+	// covering its blocks more often, than ScanLimits allow.
+	ErrTooManyScans = errors.New("too many scans")
 )
 
 // Limits bound what is decoded. Zero means no limit.
 type Limits struct {
 	MaxBytes  int64
 	MaxPixels int64
+	Scans     ScanLimits
 }
 
 // Config is what the header says, read without decoding pixels.
@@ -53,6 +60,9 @@ type Config struct {
 	Width, Height int
 	// Orientation is the EXIF orientation 1..8 (1 when absent or invalid).
 	Orientation int
+
+	jpeg    *jpegInfo // a JPEG's markers
+	goBytes int64     // what the Go decoder allocates (goCost)
 }
 
 // Transposed reports whether the orientation swaps width and height.
@@ -123,6 +133,17 @@ func Inspect(data []byte, lim Limits) (cfg Config, err error) {
 	if px := int64(ic.Width) * int64(ic.Height); lim.MaxPixels > 0 && px > lim.MaxPixels {
 		return Config{}, fmt.Errorf("%w: %dx%d is %d pixels, the limit is %d", ErrDimensions, ic.Width, ic.Height, px, lim.MaxPixels)
 	}
+	switch cfg.Format {
+	case JPEG:
+		if cfg.jpeg, err = walkJPEG(data, lim.Scans); err != nil {
+			return Config{}, err
+		}
+	case PNG:
+		if err := walkPNG(data, cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	cfg.goBytes = goCost(cfg, data)
 	cfg.Orientation = orientation(cfg.Format, data)
 	return cfg, nil
 }

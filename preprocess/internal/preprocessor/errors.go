@@ -24,6 +24,10 @@ func apiError(err error) *apierror.Error {
 		return apierror.Wrap(err, preprocessv1.StatusOf(preprocessv1.CodeImageTooLarge), preprocessv1.CodeImageTooLarge, "%s", errText(err))
 	case errors.Is(err, imagedecode.ErrDimensions):
 		return apierror.Wrap(err, preprocessv1.StatusOf(preprocessv1.CodeDimensionsTooLarge), preprocessv1.CodeDimensionsTooLarge, "%s", errText(err))
+	case errors.Is(err, imagedecode.ErrTooComplex):
+		return apierror.Wrap(err, preprocessv1.StatusOf(preprocessv1.CodeImageTooComplex), preprocessv1.CodeImageTooComplex, "%s", errText(err))
+	case errors.Is(err, imagedecode.ErrTooManyScans):
+		return apierror.Wrap(err, preprocessv1.StatusOf(preprocessv1.CodeTooManyScans), preprocessv1.CodeTooManyScans, "%s", errText(err))
 	case errors.Is(err, imagedecode.ErrUnsupported):
 		return apierror.Wrap(err, preprocessv1.StatusOf(preprocessv1.CodeUnsupportedFormat), preprocessv1.CodeUnsupportedFormat, "%s", errText(err))
 	case errors.Is(err, imagedecode.ErrCorrupt):

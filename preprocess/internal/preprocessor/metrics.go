@@ -11,11 +11,13 @@ import (
 )
 
 // Metrics are the service's own instruments (RED metrics come from the
-// server): decode and resize time by format, bytes in, rejections by code.
+// server): decode and resize time by format, bytes in, rejections by code,
+// the decode memory reserved by decodes in progress.
 type Metrics struct {
 	decode, resize metric.Float64Histogram
 	bytes          metric.Int64Counter
 	rejections     metric.Int64Counter
+	memory         metric.Int64UpDownCounter
 }
 
 // NewMetrics creates the instruments on m.
@@ -39,6 +41,10 @@ func NewMetrics(m metric.Meter) (*Metrics, error) {
 		metric.WithDescription("Images refused, by error code.")); err != nil {
 		return nil, fmt.Errorf("creating rejections counter: %w", err)
 	}
+	if out.memory, err = m.Int64UpDownCounter("preprocess.decode.memory", metric.WithUnit("By"),
+		metric.WithDescription("Decode memory reserved by the decodes in progress (their estimated allocation).")); err != nil {
+		return nil, fmt.Errorf("creating decode memory gauge: %w", err)
+	}
 	return &out, nil
 }
 
@@ -61,3 +67,5 @@ func (m *Metrics) bytesIn(ctx context.Context, n int) { m.bytes.Add(ctx, int64(n
 func (m *Metrics) rejected(ctx context.Context, code string) {
 	m.rejections.Add(ctx, 1, metric.WithAttributes(attribute.String("code", code)))
 }
+
+func (m *Metrics) reserved(n int64) { m.memory.Add(context.Background(), n) }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/corona10/goimagehash"
 	"github.com/x448/float16"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/bufpool"
@@ -53,7 +54,27 @@ type Options struct {
 	// kernel (turbojpeg.KeepFreedMemory: 3.5x less CPU on repeated large
 	// progressive JPEGs). It tunes the whole process's malloc.
 	KeepFreedMemory int
+	// DecodeMemory bounds the bytes all decodes in progress are expected to
+	// allocate together (a weighted semaphore: a decode waits, within its
+	// request's deadline, until its estimate fits); default
+	// DefaultDecodeMemory.
+	DecodeMemory int64
+	// ImageMemory is the most one image's decode may be expected to
+	// allocate (image_too_complex above it); default DefaultImageMemory,
+	// at most DecodeMemory.
+	ImageMemory int64
 }
+
+// Decode memory defaults: a 1 GiB pod leaves the rest to the Go heap
+// (request bodies, tensors) and the runtime.
+const (
+	DefaultDecodeMemory = 384 << 20
+	DefaultImageMemory  = 192 << 20
+)
+
+// DefaultScanLimits bound a progressive JPEG's scans: encoders write about
+// ten, each covering a block a handful of times.
+var DefaultScanLimits = imagedecode.ScanLimits{MaxScans: 256, MaxVisitsPerBlock: 32}
 
 // DefaultKeepFreedMemory is the service's KeepFreedMemory (256 MiB).
 const DefaultKeepFreedMemory = 256 << 20
@@ -63,6 +84,7 @@ type Processor struct {
 	opt  Options
 	bg   [3]uint8
 	sem  chan struct{}
+	mem  *semaphore.Weighted
 	pool imagedecode.Pool
 	work sync.Pool
 	// rows recycles tensor rows (600 KB each for 224x224 float32) that
@@ -96,6 +118,16 @@ func New(opt Options, m *Metrics) (*Processor, error) {
 	if opt.HQDecodeRatio <= 0 {
 		opt.HQDecodeRatio = 2
 	}
+	if opt.Limits.Scans == (imagedecode.ScanLimits{}) {
+		opt.Limits.Scans = DefaultScanLimits
+	}
+	if opt.DecodeMemory <= 0 {
+		opt.DecodeMemory = DefaultDecodeMemory
+	}
+	if opt.ImageMemory <= 0 {
+		opt.ImageMemory = DefaultImageMemory
+	}
+	opt.ImageMemory = min(opt.ImageMemory, opt.DecodeMemory)
 	if m == nil {
 		m = NopMetrics()
 	}
@@ -111,7 +143,7 @@ func New(opt Options, m *Metrics) (*Processor, error) {
 			return nil, fmt.Errorf("background %q is not #rrggbb", opt.Background)
 		}
 	}
-	p := &Processor{opt: opt, bg: bg, sem: make(chan struct{}, opt.Concurrency), metrics: m}
+	p := &Processor{opt: opt, bg: bg, sem: make(chan struct{}, opt.Concurrency), mem: semaphore.NewWeighted(opt.DecodeMemory), metrics: m}
 	p.work.New = func() any { return new(work) }
 	return p, nil
 }
@@ -152,6 +184,24 @@ func (p *Processor) acquire(ctx context.Context) error {
 }
 
 func (p *Processor) release() { <-p.sem }
+
+// admitter reserves a decode's expected bytes in the process-wide decode
+// memory, waiting no longer than ctx allows.
+func (p *Processor) admitter(ctx context.Context) imagedecode.Admit {
+	return func(_ string, n int64) (func(), error) {
+		if err := p.mem.Acquire(ctx, n); err != nil {
+			return nil, err
+		}
+		p.metrics.reserved(n)
+		var once sync.Once
+		return func() {
+			once.Do(func() {
+				p.mem.Release(n)
+				p.metrics.reserved(-n)
+			})
+		}, nil
+	}
+}
 
 // Call tunes one Process call.
 type Call struct {
@@ -225,6 +275,8 @@ func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.
 		Fast:       fast,
 		Background: bg,
 		PureGo:     p.opt.PureGo,
+		Budget:     p.opt.ImageMemory,
+		Admit:      p.admitter(ctx),
 	}, &p.pool)
 	if err != nil {
 		return Result{}, err

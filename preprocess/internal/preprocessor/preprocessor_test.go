@@ -450,3 +450,51 @@ func TestTruncatedCatalogJPEG(t *testing.T) {
 		})
 	}
 }
+
+// A decode whose estimate is over the image budget is a 422
+// image_too_complex, and decodes wait for their estimated bytes in the
+// process-wide decode memory: a request whose deadline passes while it
+// waits gives up its place and takes nothing, and the next one is served
+// once the memory is back.
+func TestDecodeMemory(t *testing.T) {
+	spec := preprocessv1.ImageNet()
+	cmyk := imagecorpus.Craft(imagecorpus.Crafted{W: 7000, H: 7000, Comps: 4, Adobe: 0, Progressive: true, Sized: true})
+	small := imagecorpus.Generate()[0].Data
+	for _, dec := range decoders() {
+		t.Run(dec.name, func(t *testing.T) {
+			p := newProc(t, Options{PureGo: dec.pureGo, DecodeMemory: 64 << 20, ImageMemory: 32 << 20})
+			_, err := p.Process(context.Background(), cmyk, spec)
+			e, ok := apierror.As(err)
+			if !ok || e.Code != preprocessv1.CodeImageTooComplex || e.Status != http.StatusUnprocessableEntity {
+				t.Fatalf("got %v, want 422 image_too_complex", err)
+			}
+
+			if err := p.mem.Acquire(context.Background(), 64<<20); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			_, err = p.Process(ctx, small, spec)
+			if apierror.CodeOf(err) != apierror.CodeDeadlineExceeded {
+				t.Fatalf("with the decode memory taken: got %v, want deadline_exceeded", err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := p.Process(context.Background(), small, spec)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				t.Fatalf("decoded (%v) while the decode memory was taken", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			p.mem.Release(64 << 20)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if !p.mem.TryAcquire(64 << 20) {
+				t.Fatal("decode memory not all given back")
+			}
+		})
+	}
+}

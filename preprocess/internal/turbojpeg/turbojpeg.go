@@ -68,3 +68,17 @@ func (f Factor) Scaled(dim int) int { return (dim*f.Num + f.Denom - 1) / f.Denom
 
 // Float is num/denom.
 func (f Factor) Float() float64 { return float64(f.Num) / float64(f.Denom) }
+
+// cmykToRGB converts packed CMYK as libjpeg decodes an Adobe CMYK or YCCK
+// JPEG (inverted: 255 is no ink) to packed RGB, in place: the result is
+// the first three quarters of p.
+func cmykToRGB(p []byte) []byte {
+	n := len(p) / 4
+	for i := range n {
+		c, m, y, k := uint32(p[4*i]), uint32(p[4*i+1]), uint32(p[4*i+2]), uint32(p[4*i+3])
+		p[3*i] = uint8((c*k + 127) / 255)
+		p[3*i+1] = uint8((m*k + 127) / 255)
+		p[3*i+2] = uint8((y*k + 127) / 255)
+	}
+	return p[:3*n]
+}

@@ -20,7 +20,7 @@ typedef struct lk_job {
 	const unsigned char *src;
 	unsigned long src_size;
 	unsigned char *dst;
-	int w, h, flags;
+	int w, h, pf, flags;
 	int rc, code; // tjDecompress2's result and tjGetErrorCode on failure
 	char msg[256];
 	int done_fd; // eventfd written once the decode is over
@@ -51,7 +51,7 @@ static void *lk_worker(void *arg) {
 			j->code = TJERR_FATAL;
 			snprintf(j->msg, sizeof j->msg, "init: %s", tjGetErrorStr2(NULL));
 		} else {
-			j->rc = tjDecompress2(h, j->src, j->src_size, j->dst, j->w, 0, j->h, TJPF_RGB, j->flags);
+			j->rc = tjDecompress2(h, j->src, j->src_size, j->dst, j->w, 0, j->h, j->pf, j->flags);
 			if (j->rc != 0) {
 				j->code = tjGetErrorCode(h);
 				snprintf(j->msg, sizeof j->msg, "%s", tjGetErrorStr2(h));
@@ -183,17 +183,21 @@ func Factors() []Factor {
 // DecodeRGB decodes jpeg at scale f into packed RGB (3 bytes a pixel),
 // reusing dst when it is large enough. It returns the pixels and the decoded
 // size. fast selects the faster, slightly less exact DCT and upsampling.
-// CMYK and YCCK images are refused (libjpeg-turbo cannot convert them to RGB).
+// CMYK and YCCK images are decoded to CMYK (4 bytes a pixel, so dst is
+// sized for that) and converted to RGB in place. A progressive JPEG of more
+// than the library's scan limit (TJFLAG_LIMITSCANS) is refused.
 func DecodeRGB(jpeg []byte, f Factor, fast bool, dst []byte) (pix []byte, w, h int, err error) {
 	hdr, err := DecodeHeader(jpeg) // the decode itself runs on a decoding thread's own handle
 	if err != nil {
 		return dst, 0, 0, err
 	}
-	if hdr.Colorspace == CMYK || hdr.Colorspace == YCCK {
-		return dst, 0, 0, fmt.Errorf("turbojpeg: colour space %d has no RGB conversion", int(hdr.Colorspace))
-	}
+	cmyk := hdr.Colorspace == CMYK || hdr.Colorspace == YCCK
 	w, h = f.Scaled(hdr.Width), f.Scaled(hdr.Height)
-	n := w * h * 3
+	px, pf := 3, C.int(C.TJPF_RGB)
+	if cmyk {
+		px, pf = 4, C.TJPF_CMYK
+	}
+	n := w * h * px
 	if n <= 0 {
 		return dst, 0, 0, fmt.Errorf("turbojpeg: bad scaled size %dx%d", w, h)
 	}
@@ -201,12 +205,15 @@ func DecodeRGB(jpeg []byte, f Factor, fast bool, dst []byte) (pix []byte, w, h i
 		dst = make([]byte, n)
 	}
 	dst = dst[:n]
-	flags := C.int(0)
+	flags := C.int(C.TJFLAG_LIMITSCANS)
 	if fast {
 		flags |= C.TJFLAG_FASTDCT | C.TJFLAG_FASTUPSAMPLE
 	}
-	if err := decodeOffP(jpeg, dst, w, h, flags); err != nil {
+	if err := decodeOffP(jpeg, dst, w, h, pf, flags); err != nil {
 		return dst, 0, 0, err
+	}
+	if cmyk {
+		dst = cmykToRGB(dst)
 	}
 	return dst, w, h, nil
 }
@@ -219,7 +226,7 @@ func DecodeRGB(jpeg []byte, f Factor, fast bool, dst []byte) (pix []byte, w, h i
 // every 20 us: under bench-e2e the preprocess service's sysmon woke ~1,000
 // times a second (3% of a core) for that alone. The cgo call that queues
 // the job is over in microseconds.
-func decodeOffP(jpeg, dst []byte, w, h int, flags C.int) error {
+func decodeOffP(jpeg, dst []byte, w, h int, pf, flags C.int) error {
 	efd, _, e := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if e != 0 {
 		return fmt.Errorf("turbojpeg: eventfd: %w", e)
@@ -236,7 +243,7 @@ func decodeOffP(jpeg, dst []byte, w, h int, flags C.int) error {
 	pin.Pin(&jpeg[0])
 	pin.Pin(&dst[0])
 	job.src, job.src_size = (*C.uchar)(unsafe.Pointer(&jpeg[0])), C.ulong(len(jpeg))
-	job.dst, job.w, job.h, job.flags = (*C.uchar)(unsafe.Pointer(&dst[0])), C.int(w), C.int(h), flags
+	job.dst, job.w, job.h, job.pf, job.flags = (*C.uchar)(unsafe.Pointer(&dst[0])), C.int(w), C.int(h), pf, flags
 	job.done_fd = C.int(efd)
 	if errno := C.lk_submit(job); errno != 0 {
 		return fmt.Errorf("turbojpeg: starting a decoding thread: %w", syscall.Errno(errno))

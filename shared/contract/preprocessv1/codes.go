@@ -26,6 +26,8 @@ const (
 	CodeCorruptImage       = "corrupt_image"        // 422: the format is known but the data is broken (e.g. truncated)
 	CodeImageTooLarge      = "image_too_large"      // 413: more bytes than the service accepts
 	CodeDimensionsTooLarge = "dimensions_too_large" // 422: the header declares more pixels than the service decodes
+	CodeImageTooComplex    = "image_too_complex"    // 422: decoding would take more memory than one image may
+	CodeTooManyScans       = "too_many_scans"       // 422: a progressive JPEG with more scans than the service decodes
 )
 
 // StatusOf is the HTTP status that goes with one of the codes above (400 for
@@ -34,7 +36,7 @@ func StatusOf(code string) int {
 	switch code {
 	case CodeUnsupportedFormat:
 		return http.StatusUnsupportedMediaType
-	case CodeCorruptImage, CodeDimensionsTooLarge:
+	case CodeCorruptImage, CodeDimensionsTooLarge, CodeImageTooComplex, CodeTooManyScans:
 		return http.StatusUnprocessableEntity
 	case CodeImageTooLarge:
 		return http.StatusRequestEntityTooLarge
