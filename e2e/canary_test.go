@@ -131,7 +131,7 @@ func canaryRollout(t *testing.T, separate bool) {
 	// gateway gets patient hop timeouts so a busy preprocess is not "down".
 	gwEnv := []string{"CANARY_SHARE=0.10", "CANARY_MODEL=" + canaryB, "CANARY_SHADOW_RATE=0.3", "CANARY_STATE_TTL=200ms",
 		"GATEWAY_RATE=0", "GATEWAY_ADMIN_RATE=0", "GATEWAY_REQUEST_TIMEOUT=60s", "GATEWAY_PREPROCESS_TIMEOUT=30s",
-		"GATEWAY_EMBED_TIMEOUT=30s", "GATEWAY_SEARCH_TIMEOUT=15s", "GATEWAY_BREAKER_FAILURES=50", "GATEWAY_DRAIN_DELAY=100ms"}
+		"GATEWAY_EMBED_TIMEOUT=30s", "GATEWAY_SEARCH_TIMEOUT=15s", "GATEWAY_BREAKER_MIN_CALLS=50", "GATEWAY_DRAIN_DELAY=100ms"}
 	repo, err := stack.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

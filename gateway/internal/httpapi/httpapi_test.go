@@ -550,7 +550,7 @@ func TestStalledDownstreamOpensBreaker(t *testing.T) {
 	env := gatewaytest.Start(t, gatewaytest.Options{NoProbe: true, Config: func(c *service.Config) {
 		c.Search = service.Hop{URLs: []string{url}, Timeout: 400 * time.Millisecond}
 		c.Retries = -1
-		c.BreakerFailures = 2
+		c.BreakerMinCalls = 2
 		c.BreakerOpen = time.Minute
 	}})
 	for i := range 2 {
@@ -574,7 +574,7 @@ func TestLoadSheddingUnderConcurrency(t *testing.T) {
 	env := gatewaytest.Start(t, gatewaytest.Options{NoProbe: true, Config: func(c *service.Config) {
 		c.Search = service.Hop{URLs: []string{url}, Timeout: 2 * time.Second}
 		c.Retries = -1
-		c.BreakerFailures = 100
+		c.BreakerMinCalls = 100
 		c.Limits.MaxInFlight = 3
 	}})
 	const n = 10
