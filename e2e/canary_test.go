@@ -383,7 +383,8 @@ func canaryRollout(t *testing.T, separate bool) {
 		for _, m := range r.Models {
 			t.Logf("model %s: %d queries, %d errors, p50 %.1f ms, top score p50 %.3f", m.Model, m.Queries, m.Errors, m.LatencyP50, m.TopScore50)
 		}
-		st, metrics, _, err := c.Do(http.MethodGet, "/metrics", "", nil, false)
+		mc := stack.NewClient(s.Procs["gateway"].MetricsURL(), "")
+		st, metrics, _, err := mc.Do(http.MethodGet, "/metrics", "", nil, false)
 		if err != nil || st != http.StatusOK {
 			t.Fatalf("metrics: %d %v", st, err)
 		}

@@ -33,7 +33,8 @@ var commit string
 // config: every setting is an environment variable (named in env:) or a flag.
 type config struct {
 	Addr                 string        `conf:"env:GATEWAY_ADDR,default:127.0.0.1:8080,help:listen address"`
-	DebugAddr            string        `conf:"env:GATEWAY_DEBUG_ADDR,help:pprof listener address (off when empty; never expose it)"`
+	MetricsAddr          string        `conf:"env:GATEWAY_METRICS_ADDR,default:127.0.0.1:9080,help:internal listener: /metrics /version /readyz details and pprof (never route it publicly; empty: off)"`
+	Pprof                bool          `conf:"env:GATEWAY_PPROF,default:false,help:serve /debug/pprof/ on the internal listener"`
 	LogLevel             string        `conf:"env:GATEWAY_LOG_LEVEL,default:info,help:debug info warn error"`
 	PreprocessInstances  string        `conf:"env:PREPROCESS_URLS,default:http://127.0.0.1:8081,help:preprocess base URLs (comma-separated)"`
 	EmbedInstances       string        `conf:"env:EMBED_URLS,default:http://127.0.0.1:8082,help:embed base URLs (comma-separated)"`
@@ -152,7 +153,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	// Server.
 	srv := server.New(server.Config{
-		Addr: cfg.Addr, DebugAddr: cfg.DebugAddr, DrainDelay: cfg.DrainDelay,
+		Addr: cfg.Addr, MetricsAddr: cfg.MetricsAddr, Pprof: cfg.Pprof, DrainDelay: cfg.DrainDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBody,
 	}, log, tel, info)
 	svc.Register(srv.Echo)

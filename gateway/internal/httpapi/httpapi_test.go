@@ -623,11 +623,12 @@ func TestBalancingSkipsNotReadyEmbed(t *testing.T) {
 	if spare.Calls.Load() != 0 || env.Embed.Calls.Load() != 8 {
 		t.Fatalf("not-ready embed got %d calls, ready one %d", spare.Calls.Load(), env.Embed.Calls.Load())
 	}
-	// The instance states and the per-route RED metrics are exported.
-	resp := env.Do(t, "GET", "/metrics", "", nil, "")
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	metrics := string(b)
+	// The instance states and the per-route RED metrics are exported, on
+	// the internal listener only.
+	wantStatus(t, env.Do(t, "GET", "/metrics", "", nil, ""), 404, "not_found")
+	rec := httptest.NewRecorder()
+	env.Server.Internal.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	metrics := rec.Body.String()
 	for _, want := range []string{
 		`lookalike_gateway_upstream_ready{downstream="embed",instance="` + spareSrv.URL + `"`,
 		`lookalike_gateway_upstream_breaker_open{downstream="search"`,
