@@ -131,7 +131,7 @@ func canaryRollout(t *testing.T, separate bool) {
 	// gateway gets patient hop timeouts so a busy preprocess is not "down".
 	gwEnv := []string{"CANARY_SHARE=0.10", "CANARY_MODEL=" + canaryB, "CANARY_SHADOW_RATE=0.3", "CANARY_STATE_TTL=200ms",
 		"GATEWAY_RATE=0", "GATEWAY_ADMIN_RATE=0", "GATEWAY_REQUEST_TIMEOUT=60s", "GATEWAY_PREPROCESS_TIMEOUT=30s",
-		"GATEWAY_EMBED_TIMEOUT=30s", "GATEWAY_SEARCH_TIMEOUT=15s", "GATEWAY_BREAKER_FAILURES=50", "GATEWAY_DRAIN_DELAY=100ms"}
+		"GATEWAY_EMBED_TIMEOUT=30s", "GATEWAY_SEARCH_TIMEOUT=15s", "GATEWAY_BREAKER_MIN_CALLS=50", "GATEWAY_DRAIN_DELAY=100ms"}
 	repo, err := stack.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +383,8 @@ func canaryRollout(t *testing.T, separate bool) {
 		for _, m := range r.Models {
 			t.Logf("model %s: %d queries, %d errors, p50 %.1f ms, top score p50 %.3f", m.Model, m.Queries, m.Errors, m.LatencyP50, m.TopScore50)
 		}
-		st, metrics, _, err := c.Do(http.MethodGet, "/metrics", "", nil, false)
+		mc := stack.NewClient(s.Procs["gateway"].MetricsURL(), "")
+		st, metrics, _, err := mc.Do(http.MethodGet, "/metrics", "", nil, false)
 		if err != nil || st != http.StatusOK {
 			t.Fatalf("metrics: %d %v", st, err)
 		}

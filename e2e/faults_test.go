@@ -183,7 +183,7 @@ func TestKillDownstreamFailsFastAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGatewayServes(t, c, imgs[0])
-	before, err := c.Metric(s.Gateway(), "go_goroutines")
+	before, err := c.Metric(s.Procs["gateway"].MetricsURL(), "go_goroutines")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestKillDownstreamFailsFastAndRecovers(t *testing.T) {
 	// No goroutine leak: back near the count before the faults.
 	var after float64
 	for range 50 {
-		after, _ = c.Metric(s.Gateway(), "go_goroutines")
+		after, _ = c.Metric(s.Procs["gateway"].MetricsURL(), "go_goroutines")
 		if after <= before+10 {
 			break
 		}

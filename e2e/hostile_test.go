@@ -34,7 +34,7 @@ func TestHostileInputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pre := s.Procs["preprocess"].URL()
+	pre := s.Procs["preprocess"].MetricsURL()
 	rssBefore, err := c.Metric(pre, "process_resident_memory_bytes")
 	if err != nil {
 		t.Fatal(err)

@@ -72,11 +72,11 @@ func TestVariantContents(t *testing.T) {
 		gatewayEnv     map[string]string
 	}{
 		{render.Variant{Overlay: "dev"}, "lookalike-dev", []string{"embed", "gateway", "preprocess", "search"}, 1, false,
-			map[string]string{"EMBED_URLS": "http://embed:8082", "CANARY_SHARE": ""}},
+			map[string]string{"EMBED_URLS": "dns+http://embed-pods:8082", "GATEWAY_METRICS_ADDR": ":9090", "CANARY_SHARE": ""}},
 		{render.Variant{Overlay: "prod"}, "lookalike", []string{"embed", "gateway", "preprocess", "search"}, 3, false, nil},
 		{render.Variant{Overlay: "dev", Components: []string{"embed-canary"}}, "lookalike-dev",
 			[]string{"embed", "embed-canary", "gateway", "preprocess", "search"}, 1, false,
-			map[string]string{"CANARY_EMBED_URLS": "http://embed-canary:8082", "CANARY_MODEL": "mobilenetv2-int8-logits-v1", "CANARY_SHARE": "0.05"}},
+			map[string]string{"CANARY_EMBED_URLS": "dns+http://embed-canary-pods:8082", "CANARY_MODEL": "mobilenetv2-int8-logits-v1", "CANARY_SHARE": "0.05"}},
 		{render.Variant{Overlay: "prod", Components: []string{"embed-canary", "gpu"}}, "lookalike",
 			[]string{"embed", "embed-canary", "gateway", "preprocess", "search"}, 3, true, nil},
 	}

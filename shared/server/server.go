@@ -1,11 +1,14 @@
 // Package server runs a service's echo server with the plumbing every
 // Lookalike service shares: recover, request ids, OpenTelemetry server spans,
 // RED metrics, one access-log line per request, the error envelope, the
-// /healthz /readyz /version /metrics routes, and a bounded, draining shutdown.
+// public /healthz and /readyz routes, an internal listener (/metrics,
+// /version, /readyz with its reason, pprof when enabled) that no Ingress
+// routes, and a bounded, draining shutdown.
 package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,8 +44,13 @@ type Config struct {
 	BodyLimit int64
 	// ReadTimeout and WriteTimeout bound one request (0: defaults 30 s / 60 s).
 	ReadTimeout, WriteTimeout time.Duration
-	// DebugAddr, when set, serves pprof on a separate listener. Never expose it.
-	DebugAddr string
+	// MetricsAddr, when set, is the internal listener: /metrics, /version,
+	// /healthz, /readyz with the reason a service is not ready and, with
+	// Pprof, /debug/pprof/. The public listener serves none of these but
+	// /healthz and a /readyz without the reason. Never route it publicly.
+	MetricsAddr string
+	// Pprof serves /debug/pprof/ on the internal listener.
+	Pprof bool
 }
 
 // Routes that are neither traced nor access-logged.
@@ -55,15 +63,20 @@ const (
 
 // Server is a service's HTTP server.
 type Server struct {
-	Echo   *echo.Echo
-	Prober *Prober
-	Info   buildinfo.Info
+	// Echo serves the public routes.
+	Echo *echo.Echo
+	// Internal serves the internal listener's routes (tests mount it on
+	// their own server).
+	Internal http.Handler
+	Prober   *Prober
+	Info     buildinfo.Info
 
-	cfg  Config
-	log  *slog.Logger
-	tel  *telemetry.Telemetry
-	addr chan net.Addr
-	dur  metric.Float64Histogram
+	cfg     Config
+	log     *slog.Logger
+	tel     *telemetry.Telemetry
+	addr    chan net.Addr
+	metAddr chan net.Addr
+	dur     metric.Float64Histogram
 }
 
 // New builds the server with its middleware and operational routes.
@@ -74,7 +87,8 @@ func New(cfg Config, log *slog.Logger, tel *telemetry.Telemetry, info buildinfo.
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 60 * time.Second
 	}
-	s := &Server{Echo: echo.New(), Prober: NewProber(), Info: info, cfg: cfg, log: log, tel: tel, addr: make(chan net.Addr, 1)}
+	s := &Server{Echo: echo.New(), Prober: NewProber(), Info: info, cfg: cfg, log: log, tel: tel,
+		addr: make(chan net.Addr, 1), metAddr: make(chan net.Addr, 1)}
 	e := s.Echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -95,9 +109,44 @@ func New(cfg Config, log *slog.Logger, tel *telemetry.Telemetry, info buildinfo.
 	}
 	e.GET(RouteHealthz, s.healthz)
 	e.GET(RouteReadyz, s.readyz)
-	e.GET(RouteVersion, func(c echo.Context) error { return c.JSON(http.StatusOK, s.Info) })
-	e.GET(RouteMetrics, echo.WrapHandler(tel.MetricsHandler()))
+	s.Internal = s.internalMux()
 	return s
+}
+
+// internalMux holds what operators and Prometheus read and outsiders must
+// not: build details, metrics, why a service is not ready, profiles.
+func (s *Server) internalMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+RouteMetrics, s.tel.MetricsHandler())
+	mux.HandleFunc("GET "+RouteVersion, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Info) })
+	mux.HandleFunc("GET "+RouteHealthz, func(w http.ResponseWriter, _ *http.Request) {
+		if !s.Prober.IsHealthy() {
+			apierror.Write(w, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "not healthy"))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET "+RouteReadyz, func(w http.ResponseWriter, _ *http.Request) {
+		if ok, why := s.Prober.IsReady(); !ok {
+			apierror.Write(w, apierror.New(http.StatusServiceUnavailable, apierror.CodeNotReady, "not ready: %s", why))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	if s.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func quietRoute(p string) bool {
@@ -111,9 +160,12 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz answers load balancers and callers' probes. Why a service is not
+// ready (warm-up errors name files, hosts and models) stays on the
+// internal listener and in the logs.
 func (s *Server) readyz(c echo.Context) error {
-	if ok, why := s.Prober.IsReady(); !ok {
-		return apierror.New(http.StatusServiceUnavailable, apierror.CodeNotReady, "not ready: %s", why)
+	if ok, _ := s.Prober.IsReady(); !ok {
+		return apierror.New(http.StatusServiceUnavailable, apierror.CodeNotReady, "not ready")
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
@@ -280,10 +332,16 @@ func codeForStatus(status int) string {
 }
 
 // Addr waits for the listener and returns its address (useful with ":0").
-func (s *Server) Addr(ctx context.Context) (net.Addr, error) {
+func (s *Server) Addr(ctx context.Context) (net.Addr, error) { return waitAddr(ctx, s.addr) }
+
+// MetricsAddr waits for the internal listener and returns its address; it
+// waits until ctx ends when there is none.
+func (s *Server) MetricsAddr(ctx context.Context) (net.Addr, error) { return waitAddr(ctx, s.metAddr) }
+
+func waitAddr(ctx context.Context, ch chan net.Addr) (net.Addr, error) {
 	select {
-	case a := <-s.addr:
-		s.addr <- a
+	case a := <-ch:
+		ch <- a
 		return a, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -307,21 +365,22 @@ func (s *Server) Run(ctx context.Context, warmup func(context.Context) error, cl
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
 
-	var dbg *http.Server
-	if s.cfg.DebugAddr != "" {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		dbg = &http.Server{Addr: s.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	var internal *http.Server
+	if s.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			_ = hs.Close()
+			return fmt.Errorf("listening on %s (internal: metrics): %w", s.cfg.MetricsAddr, err)
+		}
+		s.metAddr <- mln.Addr()
+		internal = &http.Server{Handler: s.Internal, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 		go func() {
-			if err := dbg.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("debug listener on %s: %w", s.cfg.DebugAddr, err)
+			if err := internal.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("internal listener on %s: %w", mln.Addr(), err)
 			}
 		}()
-		s.log.Info("debug listener (pprof) started", "addr", s.cfg.DebugAddr)
+		s.log.Info("internal listener started", "addr", mln.Addr().String(), "pprof", s.cfg.Pprof)
 	}
 	s.Prober.Healthy()
 	s.log.Info("listening", "addr", ln.Addr().String(), "version", s.Info.Version, "commit", s.Info.Commit)
@@ -333,6 +392,10 @@ func (s *Server) Run(ctx context.Context, warmup func(context.Context) error, cl
 	select {
 	case err := <-errc:
 		s.Prober.NotReady("server failed")
+		_ = hs.Close()
+		if internal != nil {
+			_ = internal.Close()
+		}
 		s.shutdownDeps(closers)
 		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
@@ -348,8 +411,8 @@ func (s *Server) Run(ctx context.Context, warmup func(context.Context) error, cl
 		errs = append(errs, fmt.Errorf("graceful shutdown: %w", err))
 		_ = hs.Close()
 	}
-	if dbg != nil {
-		_ = dbg.Close()
+	if internal != nil {
+		_ = internal.Close()
 	}
 	errs = append(errs, s.shutdownDeps(closers))
 	s.log.Info("shutdown complete")

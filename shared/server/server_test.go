@@ -148,9 +148,6 @@ func TestRunLifecycle(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if get("/version") != 200 {
-		t.Fatal("version")
-	}
 	// An in-flight request survives shutdown.
 	slow := make(chan int, 1)
 	go func() { slow <- get("/slow") }()
@@ -172,5 +169,89 @@ func TestRunLifecycle(t *testing.T) {
 	}
 	if get("/healthz") != -1 {
 		t.Fatal("still listening after shutdown")
+	}
+}
+
+// TestOperationalRoutesOffThePublicListener: metrics, build details,
+// profiles and the reason a service is not ready are served only on the
+// internal listener; the public /readyz says no more than "not ready".
+func TestOperationalRoutesOffThePublicListener(t *testing.T) {
+	s, _ := newTestServer(t, Config{Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Pprof: true,
+		DrainDelay: time.Millisecond, ShutdownTimeout: time.Second})
+	const secret = "opening /models/secret-model-v7.onnx: no such file"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Run(ctx, func(ctx context.Context) error {
+			<-ctx.Done()
+			return errors.New(secret)
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	pub, err := s.Addr(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, mcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer mcancel()
+	internal, err := s.MetricsAddr(mctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Prober.NotReady("warm-up: " + secret)
+	get := func(addr, path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	cases := []struct {
+		listener, path string
+		status         int
+		has, hasNot    string
+	}{
+		{"public", "/metrics", 404, "not_found", "go_goroutines"},
+		{"public", "/version", 404, "not_found", "abc"},
+		{"public", "/debug/pprof/", 404, "not_found", "goroutine"},
+		{"public", "/readyz", 503, "not_ready", "secret-model"},
+		{"public", "/healthz", 200, "ok", ""},
+		{"internal", "/metrics", 200, "go_goroutines", ""},
+		{"internal", "/version", 200, "abc", ""},
+		{"internal", "/debug/pprof/", 200, "goroutine", ""},
+		{"internal", "/readyz", 503, "secret-model-v7.onnx", ""},
+		{"internal", "/healthz", 200, "ok", ""},
+	}
+	for _, c := range cases {
+		addr := pub.String()
+		if c.listener == "internal" {
+			addr = internal.String()
+		}
+		st, body := get(addr, c.path)
+		if st != c.status || !strings.Contains(body, c.has) || (c.hasNot != "" && strings.Contains(body, c.hasNot)) {
+			t.Errorf("%s %s: %d %.200q, want %d with %q and without %q", c.listener, c.path, st, body, c.status, c.has, c.hasNot)
+		}
+	}
+}
+
+// TestPprofOffByDefault: profiles need Pprof even on the internal listener.
+func TestPprofOffByDefault(t *testing.T) {
+	s, _ := newTestServer(t, Config{})
+	rec := httptest.NewRecorder()
+	s.Internal.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code != 404 {
+		t.Fatalf("pprof without Pprof: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	s.Internal.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		t.Fatalf("internal /metrics: %d", rec.Code)
 	}
 }

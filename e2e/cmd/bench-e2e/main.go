@@ -204,11 +204,17 @@ func run() error {
 			return err
 		}
 		for _, svc := range stack.Services {
-			debug[svc] = stack.FreeAddr(tb)
-			opts.Extra[svc] = []string{strings.ToUpper(svc) + "_DEBUG_ADDR=" + debug[svc]}
+			opts.Extra[svc] = append(opts.Extra[svc], strings.ToUpper(svc)+"_PPROF=true")
 		}
 	}
 	s := stack.New(tb, opts)
+	if *profiles != "" {
+		for _, svc := range stack.Services {
+			if p, ok := s.Procs[svc]; ok {
+				debug[svc] = p.MetricsAddr // pprof is on the internal listener
+			}
+		}
+	}
 	s.Start(tb)
 	c := stack.NewClient(s.Gateway(), s.AdminKey)
 	catDir := filepath.Dir(s.Env.CatalogJL)

@@ -64,8 +64,8 @@ func run() error {
 	take := func() {
 		sm := sample{at: time.Since(start).Round(time.Second), rss: map[string]float64{}, gorou: map[string]float64{}}
 		for name, p := range s.Procs {
-			sm.rss[name], _ = c.Metric(p.URL(), "process_resident_memory_bytes")
-			sm.gorou[name], _ = c.Metric(p.URL(), "go_goroutines")
+			sm.rss[name], _ = c.Metric(p.MetricsURL(), "process_resident_memory_bytes")
+			sm.gorou[name], _ = c.Metric(p.MetricsURL(), "go_goroutines")
 		}
 		mu.Lock()
 		samples = append(samples, sm)

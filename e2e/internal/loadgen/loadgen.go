@@ -125,3 +125,33 @@ func Knee(rs []Result, frac float64) int {
 	}
 	return -1
 }
+
+// Paced is an open-loop load: request i starts at start + i/rate (rate per
+// second in all) for d, from workers goroutines that take the requests in
+// turn, so a slow request delays only its own worker's next ones. It
+// returns how many requests were started; op's errors are op's to count.
+func Paced(ctx context.Context, rate float64, workers int, d time.Duration, op func(ctx context.Context, i int)) int {
+	start := time.Now()
+	n := int(rate * d.Seconds())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	started := 0
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				at := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Until(at)):
+				}
+				mu.Lock()
+				started++
+				mu.Unlock()
+				op(ctx, i)
+			}
+		})
+	}
+	wg.Wait()
+	return started
+}

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -98,5 +99,23 @@ func TestKnee(t *testing.T) {
 				t.Fatalf("Knee = %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestPaced(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[int]bool{}
+	start := time.Now()
+	n := Paced(context.Background(), 100, 5, 300*time.Millisecond, func(_ context.Context, i int) {
+		mu.Lock()
+		seen[i] = true
+		mu.Unlock()
+	})
+	if n != 30 || len(seen) != 30 {
+		t.Fatalf("started %d, saw %d distinct requests, want 30", n, len(seen))
+	}
+	// The last request starts at 290 ms; generous bounds for a busy box.
+	if el := time.Since(start); el < 250*time.Millisecond || el > 5*time.Second {
+		t.Fatalf("took %s for 300 ms of load", el)
 	}
 }

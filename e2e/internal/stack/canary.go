@@ -28,10 +28,11 @@ func (s *Stack) AddEmbed(t TB, name string, env ...string) *Proc {
 	if _, dup := s.Procs[name]; dup {
 		t.Fatalf("stack already has %s", name)
 	}
-	addr := FreeAddr(t)
+	addr, metricsAddr := FreeAddr(t), FreeAddr(t)
 	e := []string{"MODEL_DIR=" + s.Env.ModelDir, "ONNXRUNTIME_LIB=" + s.Env.ORTLib, "OTEL_TRACES_EXPORTER=none",
-		"EMBED_ADDR=" + addr, "EMBED_PROVIDER=cpu", "EMBED_MODELS_DIR=" + filepath.Join(s.Env.Repo, "embed", "models")}
-	p := &Proc{Name: "embed", Addr: addr, Env: append(e, env...), Log: filepath.Join(s.Dir, name+".log"), env: &s.Env}
+		"EMBED_ADDR=" + addr, "EMBED_METRICS_ADDR=" + metricsAddr, "EMBED_PROVIDER=cpu",
+		"EMBED_MODELS_DIR=" + filepath.Join(s.Env.Repo, "embed", "models")}
+	p := &Proc{Name: "embed", Addr: addr, MetricsAddr: metricsAddr, Env: append(e, env...), Log: filepath.Join(s.Dir, name+".log"), env: &s.Env}
 	s.Procs[name] = p
 	s.Instances["embed"] = append(s.Instances["embed"], name)
 	at := slices.Index(s.order, "gateway")

@@ -121,6 +121,8 @@ func FreeAddr(t TB) string {
 type Proc struct {
 	Name string
 	Addr string
+	// MetricsAddr is its internal listener (/metrics, /version, pprof).
+	MetricsAddr string
 	Env  []string
 	Args []string
 	Log  string
@@ -133,6 +135,9 @@ type Proc struct {
 
 // URL is the service's base URL.
 func (p *Proc) URL() string { return "http://" + p.Addr }
+
+// MetricsURL is the base URL of the service's internal listener.
+func (p *Proc) MetricsURL() string { return "http://" + p.MetricsAddr }
 
 // Start launches the process; its output goes to p.Log.
 func (p *Proc) Start() error {
@@ -319,8 +324,10 @@ func New(t TB, o Options) *Stack {
 					"GATEWAY_PREPROCESS_TIMEOUT=20s", "GATEWAY_EMBED_TIMEOUT=20s", "GATEWAY_SEARCH_TIMEOUT=10s",
 					"GATEWAY_REQUEST_TIMEOUT=60s", "GATEWAY_RATE=0"}
 			}
+			metricsAddr := FreeAddr(t)
+			e = append(e, strings.ToUpper(svc)+"_METRICS_ADDR="+metricsAddr)
 			e = append(append(append([]string{}, common...), e...), o.Extra[svc]...)
-			s.Procs[name] = &Proc{Name: svc, Addr: addr, Env: e, Log: filepath.Join(dir, name+".log"), env: &s.Env}
+			s.Procs[name] = &Proc{Name: svc, Addr: addr, MetricsAddr: metricsAddr, Env: e, Log: filepath.Join(dir, name+".log"), env: &s.Env}
 			s.Instances[svc] = append(s.Instances[svc], name)
 			s.order = append(s.order, name)
 		}

@@ -32,7 +32,8 @@ var commit string
 
 type config struct {
 	Addr            string        `conf:"default:127.0.0.1:8082,help:listen address"`
-	DebugAddr       string        `conf:"help:pprof listener address (off when empty; never expose it)"`
+	MetricsAddr     string        `conf:"default:127.0.0.1:9082,help:internal listener: /metrics /version /readyz details and pprof (never route it publicly; empty: off)"`
+	Pprof           bool          `conf:"default:false,help:serve /debug/pprof/ on the internal listener"`
 	LogLevel        string        `conf:"default:info,help:debug info warn error"`
 	DrainDelay      time.Duration `conf:"default:5s,help:time NotReady before the listener closes on SIGTERM"`
 	ShutdownTimeout time.Duration `conf:"default:20s,help:graceful shutdown bound"`
@@ -126,7 +127,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	// Server.
 	srv := server.New(server.Config{
-		Addr: cfg.Addr, DebugAddr: cfg.DebugAddr, DrainDelay: cfg.DrainDelay,
+		Addr: cfg.Addr, MetricsAddr: cfg.MetricsAddr, Pprof: cfg.Pprof, DrainDelay: cfg.DrainDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBodyBytes,
 	}, log, tel, info)
 	httpapi.New(reg, httpapi.Config{MaxRequestImages: cfg.MaxRequestImages, RequestTimeout: cfg.RequestTimeout}).Register(srv.Echo)

@@ -33,7 +33,8 @@ var commit string
 // config: every setting is an environment variable (named in env:) or a flag.
 type config struct {
 	Addr                 string        `conf:"env:GATEWAY_ADDR,default:127.0.0.1:8080,help:listen address"`
-	DebugAddr            string        `conf:"env:GATEWAY_DEBUG_ADDR,help:pprof listener address (off when empty; never expose it)"`
+	MetricsAddr          string        `conf:"env:GATEWAY_METRICS_ADDR,default:127.0.0.1:9080,help:internal listener: /metrics /version /readyz details and pprof (never route it publicly; empty: off)"`
+	Pprof                bool          `conf:"env:GATEWAY_PPROF,default:false,help:serve /debug/pprof/ on the internal listener"`
 	LogLevel             string        `conf:"env:GATEWAY_LOG_LEVEL,default:info,help:debug info warn error"`
 	PreprocessInstances  string        `conf:"env:PREPROCESS_URLS,default:http://127.0.0.1:8081,help:preprocess base URLs (comma-separated)"`
 	EmbedInstances       string        `conf:"env:EMBED_URLS,default:http://127.0.0.1:8082,help:embed base URLs (comma-separated)"`
@@ -47,9 +48,12 @@ type config struct {
 	EmbedTimeout         time.Duration `conf:"env:GATEWAY_EMBED_TIMEOUT,default:5s,help:one embed attempt"`
 	SearchTimeout        time.Duration `conf:"env:GATEWAY_SEARCH_TIMEOUT,default:3s,help:one search attempt"`
 	Retries              int           `conf:"env:GATEWAY_RETRIES,default:2,help:extra attempts per downstream call on another instance (-1: none)"`
-	BreakerFailures      uint32        `conf:"env:GATEWAY_BREAKER_FAILURES,default:5,help:consecutive failures that open an instance's breaker"`
+	BreakerMinCalls      uint32        `conf:"env:GATEWAY_BREAKER_MIN_CALLS,default:10,help:calls an instance's breaker must see in its window before it may open"`
+	BreakerFailureRatio  float64       `conf:"env:GATEWAY_BREAKER_FAILURE_RATIO,default:0.5,help:share of failed calls in the window that opens an instance's breaker (0..1]"`
+	BreakerWindow        time.Duration `conf:"env:GATEWAY_BREAKER_WINDOW,default:10s,help:sliding window over which an instance's breaker counts calls"`
 	BreakerOpen          time.Duration `conf:"env:GATEWAY_BREAKER_OPEN,default:5s,help:time a breaker stays open before a trial request"`
 	ProbeInterval        time.Duration `conf:"env:GATEWAY_PROBE_INTERVAL,default:2s,help:readiness probe period per downstream instance"`
+	ResolveInterval      time.Duration `conf:"env:GATEWAY_RESOLVE_INTERVAL,default:5s,help:re-resolution period of dns+ and dnssrv+ downstream URLs (headless Services)"`
 	ModelsTTL            time.Duration `conf:"env:GATEWAY_MODELS_TTL,default:30s,help:cache time of embed's model list"`
 	MaxUpload            int64         `conf:"env:GATEWAY_MAX_UPLOAD,default:10485760,help:most bytes of an uploaded image or multipart body"`
 	MaxBody              int64         `conf:"env:GATEWAY_MAX_BODY,default:16777216,help:most bytes of any request body"`
@@ -123,10 +127,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 		AdminKeys:       cfg.AdminKey,
 		AdminKeyFile:    cfg.AdminKeyFile,
 		Retries:         cfg.Retries,
-		BreakerFailures: cfg.BreakerFailures,
-		BreakerOpen:     cfg.BreakerOpen,
-		ProbeInterval:   cfg.ProbeInterval,
-		ModelsTTL:       cfg.ModelsTTL,
+		BreakerMinCalls: cfg.BreakerMinCalls, BreakerFailureRatio: cfg.BreakerFailureRatio, BreakerWindow: cfg.BreakerWindow,
+		BreakerOpen:   cfg.BreakerOpen,
+		ProbeInterval: cfg.ProbeInterval, ResolveInterval: cfg.ResolveInterval,
+		ModelsTTL: cfg.ModelsTTL,
 		Fetch: safefetch.Options{MaxBytes: cfg.FetchMaxBytes, Timeout: cfg.FetchTimeout, AllowHosts: cfg.FetchAllowHosts,
 			UserAgent: "lookalike-gateway/" + info.Version},
 		Limits: httpapi.Limits{
@@ -149,7 +153,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	// Server.
 	srv := server.New(server.Config{
-		Addr: cfg.Addr, DebugAddr: cfg.DebugAddr, DrainDelay: cfg.DrainDelay,
+		Addr: cfg.Addr, MetricsAddr: cfg.MetricsAddr, Pprof: cfg.Pprof, DrainDelay: cfg.DrainDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBody,
 	}, log, tel, info)
 	svc.Register(srv.Echo)

@@ -550,7 +550,7 @@ func TestStalledDownstreamOpensBreaker(t *testing.T) {
 	env := gatewaytest.Start(t, gatewaytest.Options{NoProbe: true, Config: func(c *service.Config) {
 		c.Search = service.Hop{URLs: []string{url}, Timeout: 400 * time.Millisecond}
 		c.Retries = -1
-		c.BreakerFailures = 2
+		c.BreakerMinCalls = 2
 		c.BreakerOpen = time.Minute
 	}})
 	for i := range 2 {
@@ -574,7 +574,7 @@ func TestLoadSheddingUnderConcurrency(t *testing.T) {
 	env := gatewaytest.Start(t, gatewaytest.Options{NoProbe: true, Config: func(c *service.Config) {
 		c.Search = service.Hop{URLs: []string{url}, Timeout: 2 * time.Second}
 		c.Retries = -1
-		c.BreakerFailures = 100
+		c.BreakerMinCalls = 100
 		c.Limits.MaxInFlight = 3
 	}})
 	const n = 10
@@ -623,11 +623,12 @@ func TestBalancingSkipsNotReadyEmbed(t *testing.T) {
 	if spare.Calls() != 0 || env.Embed.Calls() != 8 {
 		t.Fatalf("not-ready embed got %d calls, ready one %d", spare.Calls(), env.Embed.Calls())
 	}
-	// The instance states and the per-route RED metrics are exported.
-	resp := env.Do(t, "GET", "/metrics", "", nil, "")
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	metrics := string(b)
+	// The instance states and the per-route RED metrics are exported, on
+	// the internal listener only.
+	wantStatus(t, env.Do(t, "GET", "/metrics", "", nil, ""), 404, "not_found")
+	rec := httptest.NewRecorder()
+	env.Server.Internal.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	metrics := rec.Body.String()
 	for _, want := range []string{
 		`lookalike_gateway_upstream_ready{downstream="embed",instance="` + spareSrv.URL + `"`,
 		`lookalike_gateway_upstream_breaker_open{downstream="search"`,

@@ -4,9 +4,11 @@
 // preprocess -> embed -> ensure collection and alias -> upsert (wait).
 //
 // It talks to the services only through the shared/contract clients. Errors
-// it returns are *apierror.Error values: a downstream 4xx is passed through
-// (the caller's fault: a corrupt image stays "corrupt_image"), a downstream
-// that is down or failing becomes 503 "unavailable", a deadline 504.
+// it returns are *apierror.Error values: a downstream 4xx becomes the
+// gateway's own code and message (refusals.go: a corrupt image stays
+// "corrupt_image", but no downstream message reaches a shopper), a
+// downstream that is down or failing becomes 503 "unavailable", a deadline
+// 504.
 package pipeline
 
 import (
@@ -88,9 +90,7 @@ func hopErr(hop string, err error) error {
 	if e, ok := apierror.As(err); ok {
 		switch {
 		case e.Status < 500:
-			cp := *e
-			cp.RequestID = ""
-			return &cp
+			return refusalErr(hop, e, err)
 		case e.Status == http.StatusGatewayTimeout || e.Code == apierror.CodeDeadlineExceeded:
 			return apierror.Wrap(err, http.StatusGatewayTimeout, apierror.CodeDeadlineExceeded, "%s did not answer in time", hop)
 		case e.Status == http.StatusServiceUnavailable:

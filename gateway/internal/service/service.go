@@ -47,9 +47,15 @@ type Config struct {
 	AdminKeyFile string
 	// Retries is the extra attempts per downstream call (negative: none).
 	Retries int
-	// BreakerFailures consecutive failures open a breaker for BreakerOpen.
-	BreakerFailures uint32
-	BreakerOpen     time.Duration
+	// A breaker opens for BreakerOpen when BreakerFailureRatio of the calls
+	// in BreakerWindow failed, once BreakerMinCalls were seen (upstream.Options).
+	BreakerMinCalls     uint32
+	BreakerFailureRatio float64
+	BreakerWindow       time.Duration
+	BreakerOpen         time.Duration
+	// ResolveInterval is how often dns+ / dnssrv+ downstream URLs are
+	// re-resolved.
+	ResolveInterval time.Duration
 	// ProbeInterval is how often instances' /readyz is probed.
 	ProbeInterval time.Duration
 	// ModelsTTL is how long embed's model list is cached.
@@ -123,7 +129,8 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		p, err := upstream.New(upstream.Options{
 			Name: name, URLs: h.URLs, Transport: cfg.Transport, AttemptTimeout: h.Timeout,
 			Retries: cfg.Retries, Retryable: upstream.AllRequests, ProbeInterval: cfg.ProbeInterval,
-			BreakerFailures: cfg.BreakerFailures, BreakerOpen: cfg.BreakerOpen, Log: log,
+			BreakerMinCalls: cfg.BreakerMinCalls, BreakerFailureRatio: cfg.BreakerFailureRatio,
+			BreakerWindow: cfg.BreakerWindow, BreakerOpen: cfg.BreakerOpen, ResolveInterval: cfg.ResolveInterval, Log: log,
 		})
 		if err != nil {
 			return nil, err

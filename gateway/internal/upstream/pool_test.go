@@ -23,6 +23,7 @@ type fakeInstance struct {
 	ready  atomic.Bool
 	status atomic.Int32
 	hits   atomic.Int32
+	delay  atomic.Int64 // nanoseconds before answering
 	mu     sync.Mutex
 	hdr    []string
 }
@@ -41,6 +42,13 @@ func newFakeInstance(t *testing.T) *fakeInstance {
 			return
 		}
 		f.hits.Add(1)
+		if d := time.Duration(f.delay.Load()); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		f.mu.Lock()
 		f.hdr = append(f.hdr, r.Header.Get(HeaderTimeout))
 		f.mu.Unlock()
@@ -169,7 +177,7 @@ func TestRetriesOnlyWhenSafe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p.next.Store(uint64(len(p.instances) - 1)) // the next pick is instance 0, the bad one
+			p.next.Store(uint64(len(p.list()) - 1)) // the next pick is instance 0, the bad one
 			code, err := send(t, context.Background(), p, c.method)
 			if err != nil || code != c.want {
 				t.Fatalf("got %d %v, want %d", code, err, c.want)
@@ -186,7 +194,7 @@ func TestRetriesOnlyWhenSafe(t *testing.T) {
 // opens; then requests fail at once with 503 unavailable.
 func TestStalledDownstreamBreakerOpens(t *testing.T) {
 	p, err := New(Options{Name: "embed", URLs: []string{stalledURL(t)}, AttemptTimeout: 100 * time.Millisecond,
-		BreakerFailures: 3, BreakerOpen: time.Minute, Retries: -1, Log: quietLog()})
+		BreakerMinCalls: 3, BreakerOpen: time.Minute, Retries: -1, Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,10 +89,10 @@ type config struct {
 
 	// Serve mode and telemetry.
 	Addr            string        `conf:"default:127.0.0.1:8084,help:admin API listen address (serve)"`
-	DebugAddr       string        `conf:"help:pprof listener (serve; off when empty)"`
+	Pprof           bool          `conf:"default:false,help:serve /debug/pprof/ on the metrics listener (serve)"`
 	DrainDelay      time.Duration `conf:"default:2s,help:time NotReady before the listener closes on SIGTERM (serve)"`
 	ShutdownTimeout time.Duration `conf:"default:20s,help:graceful shutdown bound (serve)"`
-	MetricsAddr     string        `conf:"help:serve /metrics on this address in run mode (off when empty)"`
+	MetricsAddr     string        `conf:"help:internal listener: /metrics (run and serve), /version /readyz details and pprof (serve); never route it publicly (off when empty)"`
 	AdminKey        string        `conf:"mask,help:Bearer key of the admin API (serve; env LOOKALIKE_ADMIN_KEY or INDEXER_ADMIN_KEY)"`
 	CatalogRoot     string        `conf:"help:folder catalog_path of an API job may name (serve; empty: paths refused)"`
 	LogLevel        string        `conf:"default:info"`

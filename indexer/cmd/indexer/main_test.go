@@ -279,8 +279,8 @@ func TestServeMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	c := s.cmd("", t.TempDir(), "--addr="+addr, "--catalog-root="+catDir, "--drain-delay=0s")
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	c := s.cmd("", t.TempDir(), "--addr="+addr, "--metrics-addr="+metricsAddr, "--catalog-root="+catDir, "--drain-delay=0s")
 	c.Env = append(c.Env, "INDEXER_TEST_ARGS=serve "+strings.TrimPrefix(envArg(c.Env), "run "), "LOOKALIKE_ADMIN_KEY=k3y")
 	var errb bytes.Buffer
 	c.Stderr = &errb
@@ -341,7 +341,12 @@ func TestServeMode(t *testing.T) {
 	if in.State != job.StateCompleted || in.Counts.Done != len(want.Indexed) || in.Counts.Failed != len(want.Failed) {
 		t.Fatalf("job: %s", b)
 	}
-	resp, err := http.Get(base + "/metrics")
+	if resp, err := http.Get(base + "/metrics"); err != nil || resp.StatusCode == http.StatusOK {
+		t.Fatalf("public /metrics: %v %v, want a refusal (internal listener only)", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg config, tel *telemetry.Tel
 	if err != nil {
 		return err
 	}
-	srv := server.New(server.Config{Addr: cfg.Addr, DebugAddr: cfg.DebugAddr, BodyLimit: cfg.MaxCatalogBytes,
+	srv := server.New(server.Config{Addr: cfg.Addr, MetricsAddr: cfg.MetricsAddr, Pprof: cfg.Pprof, BodyLimit: cfg.MaxCatalogBytes,
 		DrainDelay: cfg.DrainDelay, ShutdownTimeout: cfg.ShutdownTimeout}, log, tel, info)
 	api := &admin.API{M: m, Key: cfg.AdminKey, CatalogRoot: cfg.CatalogRoot, MaxUpload: cfg.MaxCatalogBytes}
 	api.Register(srv.Echo)

@@ -34,6 +34,13 @@ const (
 
 // newService wires the real server, processor and handler on httptest.
 func newService(t *testing.T) *httptest.Server {
+	ts, _ := newServiceWithInternal(t)
+	return ts
+}
+
+// newServiceWithInternal also serves the internal listener's routes
+// (/metrics).
+func newServiceWithInternal(t *testing.T) (*httptest.Server, *httptest.Server) {
 	t.Helper()
 	tel, err := telemetry.Setup(context.Background(), telemetry.Options{Service: "preprocess-test", Getenv: func(string) string { return "" }})
 	if err != nil {
@@ -52,7 +59,9 @@ func newService(t *testing.T) *httptest.Server {
 	httpapi.New(p, httpapi.Config{MaxBytes: maxBytes, MaxBatchImages: 4, Timeout: 5 * time.Second}).Register(srv.Echo)
 	ts := httptest.NewServer(srv.Echo)
 	t.Cleanup(ts.Close)
-	return ts
+	internal := httptest.NewServer(srv.Internal)
+	t.Cleanup(internal.Close)
+	return ts, internal
 }
 
 func corpus(name string) []byte {
@@ -288,7 +297,7 @@ func TestBatch(t *testing.T) {
 // TestHostileCorpusOverHTTP sends every corpus case straight to the
 // service: each gets its 4xx code or a correct result, never a 5xx.
 func TestHostileCorpusOverHTTP(t *testing.T) {
-	ts := newService(t)
+	ts, internal := newServiceWithInternal(t)
 	c := preprocessv1.Client{BaseURL: ts.URL}
 	for _, cs := range imagecorpus.Generate() {
 		t.Run(cs.Name, func(t *testing.T) {
@@ -308,7 +317,7 @@ func TestHostileCorpusOverHTTP(t *testing.T) {
 			}
 		})
 	}
-	resp, err := http.Get(ts.URL + "/metrics")
+	resp, err := http.Get(internal.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
