@@ -17,6 +17,7 @@ var ComponentSets = [][]string{
 	{"embed-canary"},
 	{"gpu"},
 	{"embed-canary", "gpu"},
+	{"qdrant-snapshot-s3"},
 }
 
 // AllVariants is every overlay with every component set, plus the bulk-indexing Job template.

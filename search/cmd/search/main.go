@@ -58,6 +58,10 @@ type config struct {
 		Timeout    time.Duration `conf:"default:10s,help:per-call timeout"`
 		MaxRecvMB  int           `conf:"default:64,help:largest gRPC reply accepted in MiB (the gRPC default is 4)"`
 		BatchBytes int           `conf:"default:5000000,help:upsert batch size bound"`
+		// Sent when a collection is created; 0 leaves Qdrant's default.
+		ShardNumber            uint32 `conf:"default:0,help:shards per new collection (0: Qdrant's default of one per peer)"`
+		ReplicationFactor      uint32 `conf:"default:0,help:copies of each shard in a new collection (0: Qdrant's default 1; 2 or more in a cluster)"`
+		WriteConsistencyFactor uint32 `conf:"default:0,help:replicas that must confirm a write before it is acknowledged (0: Qdrant's default 1; at most the replication factor)"`
 	}
 }
 
@@ -167,6 +171,7 @@ func openStore(cfg config, log *slog.Logger) (store.Store, error) {
 		st, err := qdrantstore.New(qdrantstore.Config{
 			Addr: q.Addr, APIKey: q.APIKey, TLS: q.TLS, TLSConfig: tlsCfg, PoolSize: q.PoolSize,
 			Timeout: q.Timeout, MaxRecvMsgSize: q.MaxRecvMB << 20, UpsertBatchBytes: q.BatchBytes,
+			ShardNumber: q.ShardNumber, ReplicationFactor: q.ReplicationFactor, WriteConsistencyFactor: q.WriteConsistencyFactor,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("connecting to qdrant: %w", err)

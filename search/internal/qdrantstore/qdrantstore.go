@@ -55,6 +55,13 @@ type Config struct {
 	MaxRecvMsgSize int
 	// UpsertBatchBytes bounds the estimated size of one upsert request (5 MB).
 	UpsertBatchBytes int
+	// ShardNumber, ReplicationFactor and WriteConsistencyFactor are sent
+	// when a collection is created; 0 leaves Qdrant's default (one shard
+	// per peer, replication 1, write consistency 1). Existing collections
+	// keep the values they were created with.
+	ShardNumber            uint32
+	ReplicationFactor      uint32
+	WriteConsistencyFactor uint32
 }
 
 // Store is the Qdrant backend.
@@ -78,6 +85,10 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.UpsertBatchBytes <= 0 {
 		cfg.UpsertBatchBytes = 5_000_000
+	}
+	if cfg.WriteConsistencyFactor > max(cfg.ReplicationFactor, 1) {
+		return nil, fmt.Errorf("qdrant write consistency factor %d exceeds the replication factor %d: no write could succeed",
+			cfg.WriteConsistencyFactor, max(cfg.ReplicationFactor, 1))
 	}
 	host, portS, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
@@ -156,6 +167,14 @@ func (s *Store) Ping(ctx context.Context) error {
 
 func ptr[T any](v T) *T { return &v }
 
+// optional is nil for 0, so Qdrant applies its own default.
+func optional(v uint32) *uint32 {
+	if v == 0 {
+		return nil
+	}
+	return &v
+}
+
 // payloadIndexes are created with every collection.
 var payloadIndexes = []struct {
 	field string
@@ -184,9 +203,12 @@ func (s *Store) CreateCollection(ctx context.Context, catalog, model string, dim
 	}
 	cctx, cancel := s.call(ctx)
 	err := s.client.CreateCollection(cctx, &qdrant.CreateCollection{
-		CollectionName: name,
-		VectorsConfig:  qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: uint64(dim), Distance: qdrant.Distance_Cosine}),
-		Metadata:       qdrant.NewValueMap(map[string]any{"catalog": catalog, "model": model, "dim": dim}),
+		CollectionName:         name,
+		VectorsConfig:          qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: uint64(dim), Distance: qdrant.Distance_Cosine}),
+		Metadata:               qdrant.NewValueMap(map[string]any{"catalog": catalog, "model": model, "dim": dim}),
+		ShardNumber:            optional(s.cfg.ShardNumber),
+		ReplicationFactor:      optional(s.cfg.ReplicationFactor),
+		WriteConsistencyFactor: optional(s.cfg.WriteConsistencyFactor),
 	})
 	cancel()
 	if err := classify(err, "creating collection %s", name); err != nil && store.KindOf(err) != store.KindConflict {

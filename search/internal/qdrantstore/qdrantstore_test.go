@@ -128,6 +128,10 @@ func TestFakeEnforcesQdrantRules(t *testing.T) {
 			_, err := c.Query(ctx, &qdrant.QueryPoints{CollectionName: "rules__m", Query: qdrant.NewQueryDense(vec()), Limit: ptr(uint64(1000)), WithVectors: qdrant.NewWithVectors(true)})
 			return err
 		}, codes.ResourceExhausted, "larger than max"},
+		{"replication factor 0 refused", func() error {
+			return c.CreateCollection(ctx, &qdrant.CreateCollection{CollectionName: "zero__m", ReplicationFactor: ptr(uint32(0)),
+				VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: dim, Distance: qdrant.Distance_Cosine})})
+		}, codes.InvalidArgument, "replication_factor"},
 		{"api key required", func() error {
 			_, err := rawClient(t, f, "wrong").ListCollections(ctx)
 			return err
@@ -203,6 +207,48 @@ func TestStoreSettings(t *testing.T) {
 	start := time.Now()
 	if err := s.Ping(ctx); store.KindOf(err) != store.KindUnavailable || time.Since(start) > 5*time.Second {
 		t.Fatalf("ping of a dead server: %v after %v", err, time.Since(start))
+	}
+}
+
+// Sharding and replication reach Qdrant at collection create; the fake
+// reports them back as Qdrant does, with its defaults for unset ones.
+func TestCreateCollectionSendsShardingAndReplication(t *testing.T) {
+	f := startFake(t)
+	ctx := context.Background()
+	raw := rawClient(t, f, testKey)
+	tests := []struct {
+		name            string
+		cfg             Config
+		shards, rf, wcf uint32
+	}{
+		{"unset leaves Qdrant's defaults", Config{}, 1, 1, 1},
+		{"prod: 3 shards, 2 replicas, both confirm", Config{ShardNumber: 3, ReplicationFactor: 2, WriteConsistencyFactor: 2}, 3, 2, 2},
+		{"replicas without write consistency", Config{ReplicationFactor: 2}, 1, 2, 1},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Addr, tc.cfg.APIKey = f.Addr(), testKey
+			s := newStore(t, tc.cfg)
+			catalog := fmt.Sprintf("repl%d", i)
+			if _, err := s.CreateCollection(ctx, catalog, "m", 8); err != nil {
+				t.Fatal(err)
+			}
+			info, err := raw.GetCollectionInfo(ctx, catalog+"__m")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := info.GetConfig().GetParams()
+			if p.GetShardNumber() != tc.shards || p.GetReplicationFactor() != tc.rf || p.GetWriteConsistencyFactor() != tc.wcf {
+				t.Fatalf("created with shards %d replication %d write consistency %d, want %d %d %d",
+					p.GetShardNumber(), p.GetReplicationFactor(), p.GetWriteConsistencyFactor(), tc.shards, tc.rf, tc.wcf)
+			}
+		})
+	}
+	if _, err := New(Config{Addr: f.Addr(), ReplicationFactor: 2, WriteConsistencyFactor: 3}); err == nil {
+		t.Fatal("a write consistency factor above the replication factor must be refused at start")
+	}
+	if _, err := New(Config{Addr: f.Addr(), WriteConsistencyFactor: 2}); err == nil {
+		t.Fatal("a write consistency factor of 2 with the default replication 1 must be refused at start")
 	}
 }
 

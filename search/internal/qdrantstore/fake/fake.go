@@ -40,6 +40,8 @@ type collection struct {
 	points  map[string]*point
 	indexes map[string]qdrant.FieldType
 	meta    map[string]*qdrant.Value
+	// the sharding and replication asked for at create (Qdrant's defaults when absent)
+	shards, replication, writeConsistency uint32
 }
 
 // Server is a fake Qdrant.
@@ -134,7 +136,24 @@ func (s collSvc) Create(ctx context.Context, r *qdrant.CreateCollection) (*qdran
 	if p.GetDistance() != qdrant.Distance_Cosine {
 		return nil, status.Error(codes.InvalidArgument, "Wrong input: the fake supports cosine distance only")
 	}
-	s.colls[r.GetCollectionName()] = &collection{dim: int(p.GetSize()), points: map[string]*point{}, indexes: map[string]qdrant.FieldType{}, meta: r.GetMetadata()}
+	// Qdrant validates each of these as at least 1 when present.
+	for field, v := range map[string]*uint32{"shard_number": r.ShardNumber, "replication_factor": r.ReplicationFactor, "write_consistency_factor": r.WriteConsistencyFactor} {
+		if v != nil && *v == 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "Validation error in body: [%s: value 0 invalid, must be 1 or larger]", field)
+		}
+	}
+	c := &collection{dim: int(p.GetSize()), points: map[string]*point{}, indexes: map[string]qdrant.FieldType{}, meta: r.GetMetadata(),
+		shards: 1, replication: 1, writeConsistency: 1}
+	if r.ShardNumber != nil {
+		c.shards = *r.ShardNumber
+	}
+	if r.ReplicationFactor != nil {
+		c.replication = *r.ReplicationFactor
+	}
+	if r.WriteConsistencyFactor != nil {
+		c.writeConsistency = *r.WriteConsistencyFactor
+	}
+	s.colls[r.GetCollectionName()] = c
 	return &qdrant.CollectionOperationResponse{Result: true}, nil
 }
 
@@ -155,7 +174,12 @@ func (s collSvc) Get(ctx context.Context, r *qdrant.GetCollectionInfoRequest) (*
 		Status:      qdrant.CollectionStatus_Green,
 		PointsCount: &n,
 		Config: &qdrant.CollectionConfig{
-			Params:   &qdrant.CollectionParams{VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: uint64(c.dim), Distance: qdrant.Distance_Cosine})},
+			Params: &qdrant.CollectionParams{
+				VectorsConfig:          qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: uint64(c.dim), Distance: qdrant.Distance_Cosine}),
+				ShardNumber:            c.shards,
+				ReplicationFactor:      &c.replication,
+				WriteConsistencyFactor: &c.writeConsistency,
+			},
 			Metadata: c.meta,
 		},
 		PayloadSchema: schema,
