@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/lookalike-dev/lookalike/shared/contract/gatewayv1"
 	"math"
 	"net/http"
 	"os"
@@ -68,11 +69,11 @@ type ranked struct {
 	Scores []float64
 }
 
-func rankedOf(r stack.SearchResponse) ranked {
+func rankedOf(r gatewayv1.SearchResponse) ranked {
 	var out ranked
 	for _, h := range r.Results {
 		out.SKUs = append(out.SKUs, h.SKU)
-		out.Scores = append(out.Scores, h.Score)
+		out.Scores = append(out.Scores, float64(h.Score))
 	}
 	return out
 }

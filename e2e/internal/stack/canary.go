@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/lookalike-dev/lookalike/shared/contract/gatewayv1"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -167,7 +168,7 @@ func shrink(img image.Image, maxSide int) image.Image {
 // Answer is one search through the gateway, with the arm it took.
 type Answer struct {
 	Status int
-	SearchResponse
+	gatewayv1.SearchResponse
 	Arm   string // Lookalike-Arm header
 	Model string // Lookalike-Model-Id header
 	Body  []byte

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/lookalike-dev/lookalike/shared/contract/gatewayv1"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -65,19 +66,6 @@ func Multipart(fields map[string]string, files map[string][]byte) (*bytes.Buffer
 	}
 	_ = mw.Close()
 	return &buf, mw.FormDataContentType()
-}
-
-// Hit is one search result as the gateway answers it.
-type Hit struct {
-	SKU      string         `json:"sku"`
-	Score    float64        `json:"score"`
-	Metadata map[string]any `json:"metadata"`
-}
-
-// SearchResponse is the gateway's search answer.
-type SearchResponse struct {
-	Model   string `json:"model"`
-	Results []Hit  `json:"results"`
 }
 
 // ErrorBody is the error envelope.
@@ -146,19 +134,19 @@ func (c *Client) IndexProduct(catalogDir string, p Product) error {
 }
 
 // SearchImage uploads an image to /v1/search.
-func (c *Client) SearchImage(img []byte, query string) (SearchResponse, error) {
+func (c *Client) SearchImage(img []byte, query string) (gatewayv1.SearchResponse, error) {
 	body, ct := Multipart(nil, map[string][]byte{"image": img})
 	return searchResult(c.Do(http.MethodPost, "/v1/search"+query, ct, body, false))
 }
 
-func searchResult(st int, b []byte, _ http.Header, err error) (SearchResponse, error) {
+func searchResult(st int, b []byte, _ http.Header, err error) (gatewayv1.SearchResponse, error) {
 	if err != nil {
-		return SearchResponse{}, err
+		return gatewayv1.SearchResponse{}, err
 	}
 	if st != http.StatusOK {
-		return SearchResponse{}, fmt.Errorf("search: %d %s", st, b)
+		return gatewayv1.SearchResponse{}, fmt.Errorf("search: %d %s", st, b)
 	}
-	var r SearchResponse
+	var r gatewayv1.SearchResponse
 	if err := json.Unmarshal(b, &r); err != nil {
 		return r, fmt.Errorf("search response: %w: %s", err, b)
 	}

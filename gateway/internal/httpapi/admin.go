@@ -8,6 +8,7 @@ import (
 
 	"github.com/lookalike-dev/lookalike/gateway/internal/pipeline"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/gatewayv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 )
 
@@ -184,13 +185,6 @@ func (a *api) deleteProduct(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// product is the GET /v1/products/{sku} answer.
-type product struct {
-	SKU      string         `json:"sku"`
-	Metadata map[string]any `json:"metadata"`
-	Dim      int            `json:"dim,omitempty"`
-}
-
 func (a *api) getProduct(c echo.Context) error {
 	sku := c.Param("sku")
 	if err := checkSKU(sku); err != nil {
@@ -204,7 +198,7 @@ func (a *api) getProduct(c echo.Context) error {
 	if md == nil {
 		md = map[string]any{}
 	}
-	return c.JSON(http.StatusOK, product{SKU: firstNonEmpty(pt.SKU, sku), Metadata: md, Dim: len(pt.Vector)})
+	return c.JSON(http.StatusOK, gatewayv1.Product{SKU: firstNonEmpty(pt.SKU, sku), Metadata: md, Dim: len(pt.Vector)})
 }
 
 func firstNonEmpty(a, b string) string {

@@ -20,6 +20,7 @@ import (
 	"github.com/lookalike-dev/lookalike/gateway/internal/web"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/gatewayv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 	"github.com/lookalike-dev/lookalike/shared/safefetch"
 )
@@ -29,14 +30,14 @@ import (
 //go:embed openapi.json
 var OpenAPI []byte
 
-// Routes.
+// Routes, the contract's.
 const (
-	RouteSearch       = "/v1/search"
-	RouteModels       = "/v1/models"
-	RouteProducts     = "/v1/products"
-	RouteProduct      = "/v1/products/:sku"
-	RouteProductImage = "/v1/products/:sku/image"
-	RouteOpenAPI      = "/openapi.json"
+	RouteSearch       = gatewayv1.RouteSearch
+	RouteModels       = gatewayv1.RouteModels
+	RouteProducts     = gatewayv1.RouteProducts
+	RouteProduct      = gatewayv1.RouteProduct
+	RouteProductImage = gatewayv1.RouteProductImage
+	RouteOpenAPI      = gatewayv1.RouteOpenAPI
 )
 
 // ModelChooser picks the model (vector space) that answers a query. The
@@ -158,19 +159,6 @@ func withDeadline(d time.Duration) echo.MiddlewareFunc {
 	}
 }
 
-// hit is one search result.
-type hit struct {
-	SKU      string         `json:"sku"`
-	Score    float32        `json:"score"`
-	Metadata map[string]any `json:"metadata"`
-}
-
-// searchResponse is the answer of POST /v1/search, best first.
-type searchResponse struct {
-	Model   string `json:"model"`
-	Results []hit  `json:"results"`
-}
-
 func (a *api) search(c echo.Context) error {
 	start := time.Now()
 	tm := &pipeline.Timings{}
@@ -201,24 +189,16 @@ func (a *api) search(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := searchResponse{Model: res.Model, Results: make([]hit, 0, len(res.Hits))}
+	out := gatewayv1.SearchResponse{Model: res.Model, Results: make([]gatewayv1.Hit, 0, len(res.Hits))}
 	for _, h := range res.Hits {
 		md := map[string]any(h.Payload)
 		if md == nil {
 			md = map[string]any{}
 		}
-		out.Results = append(out.Results, hit{SKU: h.SKU, Score: h.Score, Metadata: md})
+		out.Results = append(out.Results, gatewayv1.Hit{SKU: h.SKU, Score: h.Score, Metadata: md})
 	}
 	c.Response().Header().Set("Server-Timing", tm.Header(time.Since(start)))
 	return c.JSON(http.StatusOK, out)
-}
-
-// modelInfo is a public view of a served model.
-type modelInfo struct {
-	ID      string `json:"id"`
-	Version string `json:"version"`
-	Dim     int    `json:"dim"`
-	Default bool   `json:"default"`
 }
 
 func (a *api) models(c echo.Context) error {
@@ -226,11 +206,9 @@ func (a *api) models(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Models []modelInfo `json:"models"`
-	}{Models: make([]modelInfo, 0, len(list))}
+	out := gatewayv1.ModelList{Models: make([]gatewayv1.ModelInfo, 0, len(list))}
 	for _, m := range list {
-		out.Models = append(out.Models, modelInfo{ID: m.ID, Version: m.Version, Dim: m.Dim, Default: m.Default})
+		out.Models = append(out.Models, gatewayv1.ModelInfo{ID: m.ID, Version: m.Version, Dim: m.Dim, Default: m.Default})
 	}
 	return c.JSON(http.StatusOK, out)
 }

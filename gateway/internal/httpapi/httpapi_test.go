@@ -25,6 +25,7 @@ import (
 	"github.com/lookalike-dev/lookalike/gateway/internal/gatewaytest"
 	"github.com/lookalike-dev/lookalike/gateway/internal/service"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/gatewayv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 )
 
@@ -58,15 +59,6 @@ func form(t testing.TB, fields map[string]string, files map[string][]byte) ([]by
 	}
 	w.Close()
 	return b.Bytes(), w.FormDataContentType()
-}
-
-type searchResp struct {
-	Model   string `json:"model"`
-	Results []struct {
-		SKU      string         `json:"sku"`
-		Score    float32        `json:"score"`
-		Metadata map[string]any `json:"metadata"`
-	} `json:"results"`
 }
 
 func decode[T any](t testing.TB, resp *http.Response) T {
@@ -135,7 +127,7 @@ func TestSearchFlowsThroughContracts(t *testing.T) {
 				t.Fatalf("Server-Timing %q lacks %s", st, hop)
 			}
 		}
-		r := decode[searchResp](t, resp)
+		r := decode[gatewayv1.SearchResponse](t, resp)
 		if r.Model != gatewaytest.ModelID || len(r.Results) != 3 {
 			t.Fatalf("got model %q with %d results", r.Model, len(r.Results))
 		}
@@ -181,7 +173,7 @@ func TestOlderPreprocessGetsFloat32(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		body, ct := form(t, map[string]string{"top_k": "1"}, map[string][]byte{"image": pngOf(t, i)})
 		resp := env.Do(t, http.MethodPost, "/v1/search", ct, body, "")
-		r := decode[searchResp](t, resp)
+		r := decode[gatewayv1.SearchResponse](t, resp)
 		if resp.StatusCode != 200 || len(r.Results) != 1 || r.Results[0].SKU != fmt.Sprintf("SKU-%d", i) {
 			t.Fatalf("query %d: status %d, %+v", i, resp.StatusCode, r.Results)
 		}
@@ -210,22 +202,22 @@ func TestSearchForms(t *testing.T) {
 		name, path, ct string
 		body           []byte
 		first          string
-		check          func(t *testing.T, r searchResp)
+		check          func(t *testing.T, r gatewayv1.SearchResponse)
 	}{
-		{"multipart with form filter", "/v1/search", mpCT, mp, "SKU-3", func(t *testing.T, r searchResp) {
+		{"multipart with form filter", "/v1/search", mpCT, mp, "SKU-3", func(t *testing.T, r gatewayv1.SearchResponse) {
 			for _, h := range r.Results {
 				if h.Metadata["category"] != "a" {
 					t.Fatalf("filter ignored: %v", h)
 				}
 			}
 		}},
-		{"raw image body", "/v1/search?top_k=2", "image/png", img, "SKU-3", func(t *testing.T, r searchResp) {
+		{"raw image body", "/v1/search?top_k=2", "image/png", img, "SKU-3", func(t *testing.T, r gatewayv1.SearchResponse) {
 			if len(r.Results) != 2 {
 				t.Fatalf("top_k ignored: %d", len(r.Results))
 			}
 		}},
 		{"image url", "/v1/search", "application/json", []byte(`{"image_url":"` + imgSrv.URL + `/x.png"}`), "SKU-3", nil},
-		{"more like this", "/v1/search", "application/json", []byte(`{"sku":"SKU-3","top_k":5}`), "", func(t *testing.T, r searchResp) {
+		{"more like this", "/v1/search", "application/json", []byte(`{"sku":"SKU-3","top_k":5}`), "", func(t *testing.T, r gatewayv1.SearchResponse) {
 			if len(r.Results) != 5 {
 				t.Fatalf("%d results", len(r.Results))
 			}
@@ -235,12 +227,12 @@ func TestSearchForms(t *testing.T) {
 				}
 			}
 		}},
-		{"json filters", "/v1/search", "application/json", []byte(`{"sku":"SKU-3","filters":{"category":["b"],"price_max":40}}`), "", func(t *testing.T, r searchResp) {
+		{"json filters", "/v1/search", "application/json", []byte(`{"sku":"SKU-3","filters":{"category":["b"],"price_max":40}}`), "", func(t *testing.T, r gatewayv1.SearchResponse) {
 			if len(r.Results) != 2 { // SKU-2 (20) and SKU-4 (40)
 				t.Fatalf("filters gave %d results: %+v", len(r.Results), r.Results)
 			}
 		}},
-		{"min score", "/v1/search?min_score=0.9999", "image/png", img, "SKU-3", func(t *testing.T, r searchResp) {
+		{"min score", "/v1/search?min_score=0.9999", "image/png", img, "SKU-3", func(t *testing.T, r gatewayv1.SearchResponse) {
 			if len(r.Results) != 1 {
 				t.Fatalf("min_score gave %d results", len(r.Results))
 			}
@@ -252,7 +244,7 @@ func TestSearchForms(t *testing.T) {
 			if resp.StatusCode != 200 {
 				wantStatus(t, resp, 200, "")
 			}
-			r := decode[searchResp](t, resp)
+			r := decode[gatewayv1.SearchResponse](t, resp)
 			if c.first != "" && (len(r.Results) == 0 || r.Results[0].SKU != c.first) {
 				t.Fatalf("results %+v, want %s first", r.Results, c.first)
 			}
@@ -384,14 +376,14 @@ func TestAdminCRUD(t *testing.T) {
 	if p.Metadata["title"] != "Renamed" || p.Metadata["sku"] != "SKU-2" {
 		t.Fatalf("after update: %+v", p)
 	}
-	r := decode[searchResp](t, env.Do(t, "POST", "/v1/search", "image/png", pngOf(t, 2), ""))
+	r := decode[gatewayv1.SearchResponse](t, env.Do(t, "POST", "/v1/search", "image/png", pngOf(t, 2), ""))
 	if r.Results[0].SKU != "SKU-2" || r.Results[0].Metadata["title"] != "Renamed" {
 		t.Fatalf("search after metadata update: %+v", r.Results[0])
 	}
 	// A new image moves the product in vector space.
 	body, ct := form(t, map[string]string{"metadata": `{"title":"Now looks like 9"}`}, map[string][]byte{"image": pngOf(t, 9)})
 	wantStatus(t, env.Do(t, "PUT", "/v1/products/SKU-2", ct, body, k), 200, "")
-	r = decode[searchResp](t, env.Do(t, "POST", "/v1/search", "image/png", pngOf(t, 9), ""))
+	r = decode[gatewayv1.SearchResponse](t, env.Do(t, "POST", "/v1/search", "image/png", pngOf(t, 9), ""))
 	if r.Results[0].SKU != "SKU-2" || r.Results[0].Score < 0.999 {
 		t.Fatalf("search after image update: %+v", r.Results[0])
 	}
@@ -402,7 +394,7 @@ func TestAdminCRUD(t *testing.T) {
 	if p.Metadata["title"] != "Now looks like 9" {
 		t.Fatalf("image-only update lost the metadata: %+v", p)
 	}
-	r = decode[searchResp](t, env.Do(t, "POST", "/v1/search", "image/png", pngOf(t, 11), ""))
+	r = decode[gatewayv1.SearchResponse](t, env.Do(t, "POST", "/v1/search", "image/png", pngOf(t, 11), ""))
 	if r.Results[0].SKU != "SKU-2" || r.Results[0].Score < 0.999 {
 		t.Fatalf("search after image-only update: %+v", r.Results[0])
 	}
