@@ -123,9 +123,9 @@ type Proc struct {
 	Addr string
 	// MetricsAddr is its internal listener (/metrics, /version, pprof).
 	MetricsAddr string
-	Env  []string
-	Args []string
-	Log  string
+	Env         []string
+	Args        []string
+	Log         string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
