@@ -74,6 +74,10 @@ type acked struct {
 	deleted           map[string]bool
 	// writes acknowledged after the collection answered storage_failed
 	afterFailure []string
+	// the second collection: acknowledged writes to it, and whether its
+	// drop was acknowledged
+	tmpPresent map[string]bool
+	tmpDropped bool
 }
 
 const durColl = "dur__m"
@@ -83,7 +87,7 @@ const durColl = "dur__m"
 // and records what was acknowledged.
 func durWorkload(s *Store) acked {
 	ctx := context.Background()
-	a := acked{present: map[string]bool{}, deleted: map[string]bool{}}
+	a := acked{present: map[string]bool{}, deleted: map[string]bool{}, tmpPresent: map[string]bool{}}
 	if _, err := s.CreateCollection(ctx, "dur", "m", durDim); err == nil {
 		a.collection = true
 	}
@@ -125,8 +129,26 @@ func durWorkload(s *Store) acked {
 			_ = s.Snapshot()
 		}
 	}
+	// A second collection, written, dropped, and written again: a write
+	// acknowledged after a drop that failed must survive a restart.
+	if _, err := s.CreateCollection(ctx, "tmp", "m", durDim); err == nil {
+		for _, sku := range []string{"t0", "t1"} {
+			if s.Upsert(ctx, tmpColl, []store.Point{{SKU: sku, Vector: durVector(sku)}}) == nil {
+				a.tmpPresent[sku] = true
+			}
+		}
+		a.tmpDropped = s.DropCollection(ctx, tmpColl) == nil
+		if !a.tmpDropped && s.Upsert(ctx, tmpColl, []store.Point{{SKU: "t2", Vector: durVector("t2")}}) == nil {
+			a.tmpPresent["t2"] = true
+		}
+	}
+	if note(s.Upsert(ctx, durColl, []store.Point{{SKU: "last", Vector: durVector("last")}}), "upsert last") {
+		a.present["last"] = true
+	}
 	return a
 }
+
+const tmpColl = "tmp__m"
 
 func codeOf(err error) string {
 	var se *store.Error
@@ -175,6 +197,19 @@ func verify(t *testing.T, dir string, a acked) error {
 	for sku := range a.deleted {
 		if _, err := s.Get(ctx, durColl, sku); err == nil {
 			t.Errorf("acknowledged delete of %s undone", sku)
+		}
+	}
+	_, tmpErr := s.Collection(ctx, tmpColl)
+	switch {
+	case a.tmpDropped && tmpErr == nil:
+		t.Errorf("acknowledged drop of %s undone", tmpColl)
+	case !a.tmpDropped && a.tmpPresent["t2"] && tmpErr != nil:
+		t.Errorf("%s dropped by a drop that failed, after a write to it was acknowledged", tmpColl)
+	case tmpErr == nil:
+		for sku := range a.tmpPresent {
+			if _, err := s.Get(ctx, tmpColl, sku); err != nil {
+				t.Errorf("acknowledged upsert of %s to %s lost: %v", sku, tmpColl, err)
+			}
 		}
 	}
 	if err := s.Upsert(ctx, durColl, []store.Point{{SKU: "after", Vector: durVector("after")}}); err != nil {

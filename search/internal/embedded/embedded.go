@@ -99,6 +99,10 @@ type Store struct {
 	meta   meta
 	colls  map[string]*collection
 	closed bool
+	// metaFailed: a meta.json replacement failed at or after its rename, so
+	// which collections and aliases a restart sees is unknown; changes to
+	// them are refused until restart.
+	metaFailed error
 }
 
 var _ store.Store = (*Store)(nil)
@@ -167,7 +171,15 @@ func (s *Store) saveMeta(next meta) error {
 	if err != nil {
 		return fmt.Errorf("encoding meta: %w", err)
 	}
+	if s.metaFailed != nil {
+		return store.StorageFailed(s.metaFailed, "collections and aliases cannot change after a storage failure until the service restarts")
+	}
 	if err := writeFileAtomic(s.opts.FS, s.metaPath(), b); err != nil {
+		if errors.Is(err, errUncertain) {
+			s.metaFailed = err
+			s.opts.Logger.Error("storage failure: collections and aliases cannot change until the service restarts", "err", err)
+			return store.StorageFailed(err, "collections and aliases cannot change after a storage failure until the service restarts")
+		}
 		return store.Unavailable(err, "saving meta")
 	}
 	s.meta = next
@@ -267,7 +279,18 @@ func (s *Store) DropCollection(ctx context.Context, name string) error {
 	}
 	next := s.cloneMeta()
 	delete(next.Collections, name)
+	// No write may be acknowledged while a restart might find the
+	// collection dropped; if that stays unknown, it stays read-only.
+	c.writeMu.Lock()
+	prev := c.failed
+	c.failed = fmt.Errorf("collection %s is being dropped", name)
+	c.writeMu.Unlock()
 	if err := s.saveMeta(next); err != nil {
+		if s.metaFailed == nil {
+			c.writeMu.Lock()
+			c.failed = prev
+			c.writeMu.Unlock()
+		}
 		return err
 	}
 	delete(s.colls, name)
