@@ -50,6 +50,10 @@ func apiError(err error) error {
 	case store.KindInvalid:
 		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidArgument, "%s", se.Msg)
 	}
+	if se.Code == searchv1.CodeStorageFailed {
+		// Retrying this replica does not help until it restarts.
+		return apierror.Wrap(err, http.StatusServiceUnavailable, se.Code, "the search index refuses writes after a storage failure until the service restarts")
+	}
 	return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeUnavailable, "search backend unavailable").WithRetryAfter(1)
 }
 

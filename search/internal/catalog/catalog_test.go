@@ -2,9 +2,13 @@ package catalog
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 	"testing"
 
 	"github.com/lookalike-dev/lookalike/search/internal/embedded"
+	"github.com/lookalike-dev/lookalike/search/internal/store"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 )
@@ -81,5 +85,34 @@ func TestUpsertSameSKUTwiceLastWins(t *testing.T) {
 	n, _ := s.Count(ctx, "products", "m1")
 	if n.Count != 1 {
 		t.Fatalf("count %d", n.Count)
+	}
+}
+
+// Store errors become envelope errors with a status and a code; a store
+// that refuses writes after a disk failure says so with its own code.
+func TestAPIErrorMapsStoreKinds(t *testing.T) {
+	tests := []struct {
+		err        error
+		status     int
+		code       string
+		retryAfter int
+	}{
+		{store.NotFound("x"), http.StatusNotFound, apierror.CodeNotFound, 0},
+		{store.Conflict("x"), http.StatusConflict, apierror.CodeConflict, 0},
+		{store.Invalid("x"), http.StatusBadRequest, apierror.CodeInvalidArgument, 0},
+		{store.Unavailable(errors.New("down"), "x"), http.StatusServiceUnavailable, apierror.CodeUnavailable, 1},
+		{store.StorageFailed(errors.New("EIO"), "x"), http.StatusServiceUnavailable, searchv1.CodeStorageFailed, 0},
+		{fmt.Errorf("wrapped: %w", store.StorageFailed(nil, "x")), http.StatusServiceUnavailable, searchv1.CodeStorageFailed, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.code, func(t *testing.T) {
+			var ae *apierror.Error
+			if !errors.As(apiError(tc.err), &ae) {
+				t.Fatalf("%v: not an envelope error", tc.err)
+			}
+			if ae.Status != tc.status || ae.Code != tc.code || ae.RetryAfter != tc.retryAfter {
+				t.Fatalf("%v: got %d %s retry %d, want %d %s retry %d", tc.err, ae.Status, ae.Code, ae.RetryAfter, tc.status, tc.code, tc.retryAfter)
+			}
+		})
 	}
 }

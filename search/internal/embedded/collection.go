@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -20,19 +21,25 @@ import (
 const chunkSlots = 1024
 
 // collection is one physical collection in memory plus its files:
-// snap-<gen>.bin, hnsw-<gen>.bin and wal-<gen>.log in its directory.
+// snap-<gen>.bin, hnsw-<gen>.bin and wal-<gen>.log in its directory, and
+// CURRENT naming the committed generation.
 type collection struct {
 	name, catalog, model string
 	dim                  int
 	dir                  string
 	opts                 *Options
+	fs                   FS
 	log                  *slog.Logger
 
 	writeMu sync.Mutex // serialises writers: wal append, apply, snapshot
-	wal     *os.File
+	wal     File
 	walSize int64
 	gen     uint64
 	snapLen int64 // bytes of the last snapshot
+	// failed is the storage failure after which the collection refuses
+	// writes until the process restarts: the log may end in a record that
+	// is not durable, or the committed generation is unknown.
+	failed error
 
 	mu       sync.RWMutex // guards the slot data below
 	slots    map[string]int
@@ -80,11 +87,12 @@ func (c *collection) path(kind string, gen uint64) string {
 	return filepath.Join(c.dir, fmt.Sprintf("%s-%020d%s", kind, gen, ext))
 }
 
-// open loads the newest snapshot, its saved graph (or rebuilds it) and
-// replays the log, truncating a torn tail.
+// open loads the committed generation (its snapshot, its saved graph or a
+// rebuilt one) and replays its log, cutting a torn tail. Any other damage
+// fails the open and leaves every file in place.
 func (c *collection) open() error {
 	c.slots = map[string]int{}
-	ents, err := os.ReadDir(c.dir)
+	ents, err := c.fs.ReadDir(c.dir)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", c.dir, err)
 	}
@@ -99,14 +107,23 @@ func (c *collection) open() error {
 			gens[kind] = append(gens[kind], g)
 		}
 	}
-	for _, g := range gens["snap"] {
-		c.gen = max(c.gen, g)
+	gen, committed, err := readCurrent(c.fs, c.dir)
+	if err != nil {
+		return err
 	}
-	if c.gen > 0 {
-		if err := readSnapshot(c.path("snap", c.gen), c); err != nil {
-			return err
+	if !committed {
+		// Written before CURRENT existed: the newest snapshot was complete
+		// (it was renamed into place), as the old recovery assumed.
+		for _, g := range gens["snap"] {
+			gen = max(gen, g)
 		}
-		if st, err := os.Stat(c.path("snap", c.gen)); err == nil {
+	}
+	c.gen = gen
+	if c.gen > 0 {
+		if err := readSnapshot(c.fs, c.path("snap", c.gen), c); err != nil {
+			return fmt.Errorf("collection %s generation %d: %w (the files are kept)", c.name, c.gen, err)
+		}
+		if st, err := c.fs.Stat(c.path("snap", c.gen)); err == nil {
 			c.snapLen = st.Size()
 		}
 	}
@@ -117,33 +134,68 @@ func (c *collection) open() error {
 		}
 	}
 	walPath := c.path("wal", c.gen)
-	if _, err := os.Stat(walPath); err == nil {
-		good, torn, err := replayWAL(walPath, c.dim, func(r walRecord) error { return c.apply(r) })
+	haveWAL, err := exists(c.fs, walPath)
+	if err != nil {
+		return fmt.Errorf("collection %s: %w", c.name, err)
+	}
+	if !haveWAL && committed && c.gen > 0 {
+		// A snapshot commits only after its empty log is durable.
+		return fmt.Errorf("collection %s: %s is missing although generation %d is committed (the files are kept)", c.name, walPath, c.gen)
+	}
+	if haveWAL {
+		good, torn, err := replayWAL(c.fs, walPath, c.dim, func(r walRecord) error { return c.apply(r) })
 		if err != nil {
 			return fmt.Errorf("collection %s: %w", c.name, err)
 		}
 		if torn {
-			c.log.Warn("truncating torn wal tail", "collection", c.name, "offset", good)
-			if err := os.Truncate(walPath, good); err != nil {
-				return fmt.Errorf("truncating wal: %w", err)
+			c.log.Warn("cutting a torn wal tail (an unacknowledged write)", "collection", c.name, "offset", good)
+			if err := c.truncateWAL(walPath, good); err != nil {
+				return err
 			}
 		}
 		c.walSize = good
 	}
-	c.wal, err = os.OpenFile(walPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	c.wal, err = c.fs.OpenFile(walPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("opening wal: %w", err)
 	}
-	if err := syncDir(c.dir); err != nil {
+	if !committed {
+		if err := writeFileAtomic(c.fs, filepath.Join(c.dir, currentFile), encodeCurrent(c.gen)); err != nil {
+			c.wal.Close()
+			return fmt.Errorf("collection %s: committing generation %d: %w", c.name, c.gen, err)
+		}
+	}
+	// Make what CURRENT names durable before deleting what it does not.
+	if err := syncDir(c.fs, c.dir); err != nil {
+		c.wal.Close()
 		return err
 	}
-	// Files of other generations are leftovers of an interrupted snapshot.
 	for kind, gs := range gens {
 		for _, g := range gs {
 			if g != c.gen {
-				_ = os.Remove(c.path(kind, g))
+				_ = c.fs.Remove(c.path(kind, g))
 			}
 		}
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			_ = c.fs.Remove(filepath.Join(c.dir, e.Name()))
+		}
+	}
+	return nil
+}
+
+func (c *collection) truncateWAL(path string, size int64) error {
+	f, err := c.fs.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("collection %s: opening wal to cut its tail: %w", c.name, err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("collection %s: cutting wal tail: %w", c.name, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("collection %s: syncing wal after cutting its tail: %w", c.name, err)
 	}
 	return nil
 }
@@ -241,7 +293,10 @@ func (c *collection) apply(r walRecord) error {
 	return nil
 }
 
-// write logs a request durably, then applies it.
+// write logs a request durably, then applies it. After a failed append or
+// fsync the log may end in a record that is not durable: nothing is
+// appended after it, and the collection refuses writes until restart, when
+// replay decides what the log holds.
 func (c *collection) write(r walRecord) error {
 	rec, err := encodeRecord(r)
 	if err != nil {
@@ -252,13 +307,16 @@ func (c *collection) write(r walRecord) error {
 	if c.wal == nil {
 		return store.NotFound("collection %q is closed", c.name)
 	}
+	if c.failed != nil {
+		return c.readOnly()
+	}
 	if _, err := c.wal.Write(rec); err != nil {
-		// A partial record is a torn tail: cut it so later records stay readable.
-		_ = c.wal.Truncate(c.walSize)
-		return store.Unavailable(err, "appending to wal of %s", c.name)
+		c.fail("appending to the wal", err)
+		return c.readOnly()
 	}
 	if err := c.wal.Sync(); err != nil {
-		return store.Unavailable(err, "syncing wal of %s", c.name)
+		c.fail("syncing the wal", err)
+		return c.readOnly()
 	}
 	c.walSize += int64(len(rec))
 	if err := c.apply(r); err != nil {
@@ -266,61 +324,96 @@ func (c *collection) write(r walRecord) error {
 	}
 	if c.walSize > max(c.opts.SnapshotBytes, c.snapLen/4) {
 		if err := c.snapshotLocked(); err != nil {
-			c.log.Error("snapshot failed; the wal keeps every write", "collection", c.name, "err", err)
+			c.log.Error("snapshot failed", "collection", c.name, "err", err, "refusing_writes", c.failed != nil)
 		}
 	}
 	return nil
 }
 
-// snapshotLocked writes generation gen+1 and starts its empty log.
-// The caller holds writeMu.
+func (c *collection) fail(what string, err error) {
+	c.failed = fmt.Errorf("%s: %w", what, err)
+	c.log.Error("storage failure: the collection refuses writes until the service restarts",
+		"collection", c.name, "err", c.failed)
+}
+
+// writable is nil unless the collection refuses writes.
+func (c *collection) writable() error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.failed != nil {
+		return c.readOnly()
+	}
+	return nil
+}
+
+func (c *collection) readOnly() error {
+	return store.StorageFailed(c.failed, "collection %s refuses writes after a storage failure until the service restarts", c.name)
+}
+
+// snapshotLocked writes generation gen+1 (graph, snapshot, empty log, each
+// fsynced, then the directory) and commits it by replacing CURRENT. A
+// failure before the commit leaves the current generation and its log in
+// charge, so writes go on; a failure at the commit leaves it unknown which
+// generation a restart loads, so the collection refuses writes (both are
+// complete, and neither is deleted). The caller holds writeMu.
 func (c *collection) snapshotLocked() error {
+	if c.failed != nil {
+		return c.readOnly()
+	}
 	next := c.gen + 1
+	var wal File
+	abandon := func(err error) error {
+		if wal != nil {
+			wal.Close()
+		}
+		for _, kind := range []string{"wal", "snap", "hnsw"} {
+			_ = c.fs.Remove(c.path(kind, next))
+		}
+		return fmt.Errorf("snapshot of %s (generation %d not committed, the log keeps every write): %w", c.name, next, err)
+	}
 	if c.ix != nil {
 		c.ixMu.RLock()
 		err := c.ix.Save(c.path("hnsw", next))
 		c.ixMu.RUnlock()
 		if err != nil {
-			return err
+			return abandon(err)
 		}
-		if err := fsyncFile(c.path("hnsw", next)); err != nil {
-			return err
+		if err := fsyncFile(c.fs, c.path("hnsw", next)); err != nil {
+			return abandon(err)
 		}
 	}
 	c.mu.RLock()
-	err := writeSnapshot(c.path("snap", next), c)
+	err := writeSnapshot(c.fs, c.path("snap", next), c)
 	c.mu.RUnlock()
 	if err != nil {
-		return err
+		return abandon(err)
 	}
-	wal, err := os.OpenFile(c.path("wal", next), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o644)
+	wal, err = c.fs.OpenFile(c.path("wal", next), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o644)
 	if err != nil {
-		return fmt.Errorf("creating wal: %w", err)
+		return abandon(fmt.Errorf("creating wal: %w", err))
 	}
-	if err := syncDir(c.dir); err != nil {
+	if err := wal.Sync(); err != nil {
+		return abandon(fmt.Errorf("syncing wal: %w", err))
+	}
+	if err := syncDir(c.fs, c.dir); err != nil {
+		return abandon(err)
+	}
+	if err := writeFileAtomic(c.fs, filepath.Join(c.dir, currentFile), encodeCurrent(next)); err != nil {
+		if !errors.Is(err, errUncertain) {
+			return abandon(err)
+		}
 		wal.Close()
-		return err
+		c.fail(fmt.Sprintf("committing generation %d", next), err)
+		return c.readOnly()
 	}
 	old := c.gen
 	c.wal.Close()
 	c.wal, c.walSize, c.gen = wal, 0, next
-	if st, err := os.Stat(c.path("snap", next)); err == nil {
+	if st, err := c.fs.Stat(c.path("snap", next)); err == nil {
 		c.snapLen = st.Size()
 	}
 	for _, kind := range []string{"wal", "snap", "hnsw"} {
-		_ = os.Remove(c.path(kind, old))
-	}
-	return nil
-}
-
-func fsyncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", path, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", path, err)
+		_ = c.fs.Remove(c.path(kind, old))
 	}
 	return nil
 }
@@ -330,7 +423,7 @@ func (c *collection) close(snapshot bool) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	var err error
-	if snapshot && c.wal != nil && c.walSize > 0 {
+	if snapshot && c.wal != nil && c.walSize > 0 && c.failed == nil {
 		err = c.snapshotLocked()
 	}
 	if c.wal != nil {

@@ -6,10 +6,13 @@
 // alias switch is atomic on disk and in memory.
 //
 // Durability: every Upsert and Delete is appended to the collection's log and
-// fsynced before it is applied and acknowledged. After a crash (kill -9) the
-// newest complete snapshot is loaded and the log replayed; a torn tail (an
-// unacknowledged request) is cut. A snapshot is taken when the log outgrows
-// max(SnapshotBytes, a quarter of the last snapshot), and on Close.
+// fsynced before it is applied and acknowledged. After a failed append or
+// fsync the collection refuses writes (storage_failed) until restart. After a
+// crash (kill -9) the generation named by the collection's CURRENT file is
+// loaded and its log replayed; a torn tail (an unacknowledged request) is
+// cut, and any other damage fails the open with every file kept. A snapshot
+// is taken when the log outgrows max(SnapshotBytes, a quarter of the last
+// snapshot), and on Close; it commits by replacing CURRENT.
 package embedded
 
 import (
@@ -43,6 +46,9 @@ type Options struct {
 	// Threads used to insert into the graph (GOMAXPROCS by default).
 	Threads int
 	Logger  *slog.Logger
+	// FS is the file system written through (the OS by default; tests
+	// inject failures).
+	FS FS
 }
 
 func (o *Options) defaults() {
@@ -67,6 +73,9 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.FS == nil {
+		o.FS = OSFS{}
+	}
 }
 
 type collMeta struct {
@@ -90,6 +99,10 @@ type Store struct {
 	meta   meta
 	colls  map[string]*collection
 	closed bool
+	// metaFailed: a meta.json replacement failed at or after its rename, so
+	// which collections and aliases a restart sees is unknown; changes to
+	// them are refused until restart.
+	metaFailed error
 }
 
 var _ store.Store = (*Store)(nil)
@@ -101,7 +114,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("embedded store: empty data dir")
 	}
-	if err := os.MkdirAll(filepath.Join(opts.Dir, "collections"), 0o755); err != nil {
+	if err := opts.FS.MkdirAll(filepath.Join(opts.Dir, "collections"), 0o755); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
 	lock, err := lockDir(opts.Dir)
@@ -110,7 +123,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{opts: opts, lock: lock, colls: map[string]*collection{}}
 	s.meta = meta{Version: 1, Collections: map[string]collMeta{}, Aliases: map[string]string{}}
-	b, err := os.ReadFile(s.metaPath())
+	b, err := readFile(opts.FS, s.metaPath())
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -148,7 +161,7 @@ func (s *Store) newCollection(name string, m collMeta) *collection {
 	return &collection{
 		name: name, catalog: m.Catalog, model: m.Model, dim: m.Dim,
 		dir:  filepath.Join(s.opts.Dir, "collections", name),
-		opts: &s.opts, log: s.opts.Logger, slots: map[string]int{},
+		opts: &s.opts, fs: s.opts.FS, log: s.opts.Logger, slots: map[string]int{},
 	}
 }
 
@@ -158,7 +171,15 @@ func (s *Store) saveMeta(next meta) error {
 	if err != nil {
 		return fmt.Errorf("encoding meta: %w", err)
 	}
-	if err := writeFileAtomic(s.metaPath(), b); err != nil {
+	if s.metaFailed != nil {
+		return store.StorageFailed(s.metaFailed, "collections and aliases cannot change after a storage failure until the service restarts")
+	}
+	if err := writeFileAtomic(s.opts.FS, s.metaPath(), b); err != nil {
+		if errors.Is(err, errUncertain) {
+			s.metaFailed = err
+			s.opts.Logger.Error("storage failure: collections and aliases cannot change until the service restarts", "err", err)
+			return store.StorageFailed(err, "collections and aliases cannot change after a storage failure until the service restarts")
+		}
 		return store.Unavailable(err, "saving meta")
 	}
 	s.meta = next
@@ -221,13 +242,13 @@ func (s *Store) CreateCollection(ctx context.Context, catalog, model string, dim
 	}
 	m := collMeta{Catalog: catalog, Model: model, Dim: dim}
 	c := s.newCollection(name, m)
-	if err := os.RemoveAll(c.dir); err != nil {
+	if err := s.opts.FS.RemoveAll(c.dir); err != nil {
 		return store.Collection{}, store.Unavailable(err, "clearing %s", c.dir)
 	}
-	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+	if err := s.opts.FS.MkdirAll(c.dir, 0o755); err != nil {
 		return store.Collection{}, store.Unavailable(err, "creating %s", c.dir)
 	}
-	if err := syncDir(filepath.Dir(c.dir)); err != nil {
+	if err := syncDir(s.opts.FS, filepath.Dir(c.dir)); err != nil {
 		return store.Collection{}, store.Unavailable(err, "creating %s", c.dir)
 	}
 	if err := c.open(); err != nil {
@@ -258,12 +279,23 @@ func (s *Store) DropCollection(ctx context.Context, name string) error {
 	}
 	next := s.cloneMeta()
 	delete(next.Collections, name)
+	// No write may be acknowledged while a restart might find the
+	// collection dropped; if that stays unknown, it stays read-only.
+	c.writeMu.Lock()
+	prev := c.failed
+	c.failed = fmt.Errorf("collection %s is being dropped", name)
+	c.writeMu.Unlock()
 	if err := s.saveMeta(next); err != nil {
+		if s.metaFailed == nil {
+			c.writeMu.Lock()
+			c.failed = prev
+			c.writeMu.Unlock()
+		}
 		return err
 	}
 	delete(s.colls, name)
 	c.close(false)
-	if err := os.RemoveAll(c.dir); err != nil {
+	if err := s.opts.FS.RemoveAll(c.dir); err != nil {
 		return store.Unavailable(err, "removing %s", c.dir)
 	}
 	return nil
@@ -337,6 +369,9 @@ func (s *Store) Get(ctx context.Context, name, sku string) (store.Point, error) 
 func (s *Store) Delete(ctx context.Context, name, sku string) error {
 	c, err := s.coll(name)
 	if err != nil {
+		return err
+	}
+	if err := c.writable(); err != nil {
 		return err
 	}
 	if _, ok := c.get(sku); !ok {

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // A snapshot holds every slot of a collection (dead ones too, so slot
@@ -19,7 +22,7 @@ import (
 //	"LKSNAP1\n" | u32 dim | u32 slots | per slot: u8 live, u16 sku length,
 //	sku, u32 payload-JSON length, payload JSON, dim float32 | u32 CRC-32C
 //
-// It is written to a temporary file, fsynced and renamed into place.
+// It is written and fsynced before CURRENT names its generation.
 const snapMagic = "LKSNAP1\n"
 
 type crcWriter struct {
@@ -43,14 +46,14 @@ func (c *crcReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// writeSnapshot writes the slots of c (the caller holds the writer lock).
-func writeSnapshot(path string, c *collection) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+// writeSnapshot writes the slots of c to path and fsyncs it (the caller
+// holds the writer lock). The file belongs to an uncommitted generation until
+// the CURRENT pointer names it, so it is written in place.
+func writeSnapshot(fsys FS, path string, c *collection) error {
+	f, err := fsys.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("creating snapshot: %w", err)
 	}
-	defer os.Remove(tmp)
 	bw := bufio.NewWriterSize(f, 1<<20)
 	cw := &crcWriter{w: bw}
 	var b []byte
@@ -100,15 +103,12 @@ func writeSnapshot(path string, c *collection) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("closing snapshot: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("installing snapshot: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }
 
 // readSnapshot loads the slots of a snapshot into c.
-func readSnapshot(path string, c *collection) error {
-	f, err := os.Open(path)
+func readSnapshot(fsys FS, path string, c *collection) error {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return fmt.Errorf("opening snapshot: %w", err)
 	}
@@ -173,39 +173,41 @@ func readSnapshot(path string, c *collection) error {
 // f2 reads the trailer past the checksummed part.
 func f2(cr *crcReader) io.Reader { return cr.r }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing dir %s: %w", dir, err)
-	}
-	return nil
+// CURRENT names the committed generation of a collection:
+//
+//	"LKGEN1 <gen> <CRC-32C of "LKGEN1 <gen>", 8 hex digits>\n"
+//
+// Replacing it (writeFileAtomic) is the one commit point of a snapshot:
+// files of any other generation are either superseded or never committed.
+const (
+	currentFile  = "CURRENT"
+	currentMagic = "LKGEN1"
+)
+
+func encodeCurrent(gen uint64) []byte {
+	head := fmt.Sprintf("%s %d", currentMagic, gen)
+	return fmt.Appendf(nil, "%s %08x\n", head, crc32.Checksum([]byte(head), castagnoli))
 }
 
-// writeFileAtomic writes data to path via a fsynced temporary file and rename.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+// readCurrent returns the committed generation; ok is false when dir has no
+// CURRENT (a collection written before it existed).
+func readCurrent(fsys FS, dir string) (gen uint64, ok bool, err error) {
+	path := filepath.Join(dir, currentFile)
+	b, err := readFile(fsys, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
 	if err != nil {
-		return fmt.Errorf("creating %s: %w", tmp, err)
+		return 0, false, fmt.Errorf("reading %s: %w", path, err)
 	}
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", tmp, err)
+	f := strings.Fields(string(b))
+	if len(f) == 3 && f[0] == currentMagic {
+		g, gerr := strconv.ParseUint(f[1], 10, 64)
+		sum, serr := strconv.ParseUint(f[2], 16, 32)
+		head := currentMagic + " " + f[1]
+		if gerr == nil && serr == nil && uint32(sum) == crc32.Checksum([]byte(head), castagnoli) {
+			return g, true, nil
+		}
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("syncing %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("installing %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
+	return 0, false, fmt.Errorf("%s is damaged (%q): refusing to guess which generation is committed; the files are kept", path, b)
 }

@@ -123,6 +123,9 @@ const (
 // Error is a classified store error.
 type Error struct {
 	Kind Kind
+	// Code, when set, is the machine code the API answers with instead of
+	// the kind's own.
+	Code string
 	Msg  string
 	Err  error
 }
@@ -168,6 +171,12 @@ func Invalid(format string, args ...any) error {
 // Unavailable wraps a backend failure.
 func Unavailable(err error, format string, args ...any) error {
 	return &Error{Kind: KindUnavailable, Msg: fmt.Sprintf(format, args...), Err: err}
+}
+
+// StorageFailed is the KindUnavailable error of a store that refuses writes
+// after its disk failed (code storage_failed).
+func StorageFailed(err error, format string, args ...any) error {
+	return &Error{Kind: KindUnavailable, Code: searchv1.CodeStorageFailed, Msg: fmt.Sprintf(format, args...), Err: err}
 }
 
 // KindOf returns the kind of err, 0 when it carries none.

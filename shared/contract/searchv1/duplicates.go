@@ -24,6 +24,9 @@ const (
 	CodeInvalidFilter  = "invalid_filter"  // e.g. price_min > price_max
 	CodeInvalidName    = "invalid_name"    // catalog, model, alias or collection name
 	CodeTooManyPoints  = "too_many_points" // over MaxUpsertBatch in one request
+	// 503: the embedded index refuses writes after a failed disk write or
+	// fsync until the service restarts; reads still work.
+	CodeStorageFailed = "storage_failed"
 )
 
 // DuplicateRequest asks whether anything in the catalog's space for Model is
