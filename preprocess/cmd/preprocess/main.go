@@ -54,7 +54,7 @@ type config struct {
 	FastIDCT        bool          `conf:"default:false,help:libjpeg-turbo fast IDCT and upsampling in the default mode"`
 	KeepFreedMemory int           `conf:"default:268435456,help:freed decoder bytes the C allocator keeps for the next image rather than return to the kernel (0: glibc defaults; 3.5x less CPU on repeated large progressive JPEGs)"`
 	DecodeMemory    int64         `conf:"default:402653184,help:bytes all decodes in progress may be expected to allocate together (a decode waits within its deadline for its share)"`
-	ImageMemory     int64         `conf:"default:201326592,help:most bytes one image's decode may be expected to allocate (image_too_complex above)"`
+	ImageMemory     int64         `conf:"default:268435456,help:most bytes one image's decode may be expected to allocate (image_too_complex above)"`
 	MaxScans        int           `conf:"default:256,help:most scans of a progressive JPEG (too_many_scans above)"`
 	MaxScanVisits   int           `conf:"default:32,help:most times a JPEG's scans may cover each block on average (too_many_scans above)"`
 	MemoryLimit     int64         `conf:"default:0,help:the container's memory limit in bytes (0: none); unless GOMEMLIMIT is set, the Go heap's soft limit becomes 90% of it less the decode memory (C allocations the Go runtime cannot see)"`

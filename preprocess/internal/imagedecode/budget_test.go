@@ -190,3 +190,60 @@ func TestCMYKDecodesInTurbo(t *testing.T) {
 		})
 	}
 }
+
+// A GIF or PNG whose data cannot fill the frame its header declares is
+// refused before image/gif or image/png allocates the frame; a small GIF
+// frame on a large screen is read without a screen-sized copy.
+func TestGIFAndPNGBombs(t *testing.T) {
+	le := func(v int) []byte { return []byte{byte(v), byte(v >> 8)} }
+	gifOf := func(sw, sh, x, y, w, h int, lzw []byte) []byte {
+		b := append([]byte("GIF89a"), le(sw)...)
+		b = append(b, le(sh)...)
+		b = append(b, 0x80, 0, 0, 255, 0, 0, 0, 0, 255) // global table: red, blue
+		b = append(b, 0x2C)
+		for _, v := range []int{x, y, w, h} {
+			b = append(b, le(v)...)
+		}
+		b = append(b, 0, 2, byte(len(lzw)))
+		return append(append(b, lzw...), 0, 0x3B)
+	}
+	for name, data := range map[string][]byte{
+		"gif 7000x7000 frame": gifOf(7000, 7000, 0, 0, 7000, 7000, []byte{0x4C, 0x01}),
+		"png 7000x7000 rgba":  imagecorpus.PNGBomb(7000, 7000),
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := imagedecode.Inspect(data, imagedecode.Limits{})
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, imagedecode.ErrCorrupt) || after.TotalAlloc-before.TotalAlloc > 1<<20 {
+			t.Errorf("%s: got %v after allocating %d bytes, want corrupt", name, err, after.TotalAlloc-before.TotalAlloc)
+		}
+	}
+	// A 1x1 red frame at (3,2) on a 4000x3000 screen: clear code, index 0, end.
+	data := gifOf(4000, 3000, 3, 2, 1, 1, []byte{0x44, 0x01})
+	cfg, err := imagedecode.Inspect(data, imagedecode.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, n := cfg.Cost(imagedecode.Options{}); n > 2<<20 {
+		t.Errorf("estimate %d bytes for a 1x1 frame", n)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	img, err := imagedecode.Decode(data, cfg, imagedecode.Options{Background: [3]uint8{0, 255, 0}}, nil)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Release()
+	if d := after.TotalAlloc - before.TotalAlloc; d > 1<<20 || img.W != 4000 || img.H != 3000 {
+		t.Fatalf("%dx%d after allocating %d bytes", img.W, img.H, d)
+	}
+	var s []byte
+	if got := string(img.Row(2, 2, 5, &s)); got != "\x00\xff\x00\xff\x00\x00\x00\xff\x00" {
+		t.Errorf("row 2, columns 2..4: % x, want background, red, background", got)
+	}
+	if got := string(img.Row(0, 3, 4, &s)); got != "\x00\xff\x00" {
+		t.Errorf("row 0 column 3: % x, want the background", got)
+	}
+}

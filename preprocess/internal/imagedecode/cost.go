@@ -87,9 +87,8 @@ func goCost(cfg Config, data []byte) int64 {
 		}
 		return n + 2*int64(cfg.Width)*8 + 1<<20
 	case GIF:
-		// The paletted frame, and an RGBA logical screen when the frame is
-		// smaller.
-		return 5*px + 1<<20
+		// The paletted first frame, and its copy when interlaced.
+		return 2*cfg.gifFrame + 1<<20
 	case WebP:
 		if len(data) >= 16 && string(data[12:16]) == "VP8 " {
 			return px*5/2 + 1<<20 // 4:2:0 planes
@@ -134,4 +133,75 @@ func walkPNG(b []byte, cfg Config) error {
 		}
 		i += 12 + int(n)
 	}
+}
+
+// walkGIF reads a GIF's blocks up to the end of its first frame and
+// returns the frame's pixel count. The frame's LZW data must be long
+// enough for its pixels (a code is at least min code size + 1 bits and
+// emits at most 4096 pixels); image/gif allocates the frame before it
+// finds out, and refuses it after.
+func walkGIF(b []byte) (int64, error) {
+	truncated := fmt.Errorf("%w: gif: truncated before the end of the first frame", ErrCorrupt)
+	if len(b) < 13 {
+		return 0, truncated
+	}
+	i := 13
+	if f := b[10]; f&0x80 != 0 {
+		i += 3 << (f&7 + 1)
+	}
+	// subBlocks skips a chain of sub-blocks from b[i] and returns the data
+	// bytes and where the chain ends.
+	subBlocks := func(i int) (int64, int, bool) {
+		var n int64
+		for i < len(b) {
+			sz := int(b[i])
+			i++
+			if sz == 0 {
+				return n, i, true
+			}
+			i += sz
+			n += int64(sz)
+		}
+		return 0, 0, false
+	}
+	for i < len(b) {
+		switch b[i] {
+		case 0x21: // extension: label, then sub-blocks
+			if i+2 > len(b) {
+				return 0, truncated
+			}
+			_, end, ok := subBlocks(i + 2)
+			if !ok {
+				return 0, truncated
+			}
+			i = end
+		case 0x2C: // image descriptor
+			if i+11 > len(b) {
+				return 0, truncated
+			}
+			w, h := int64(binary.LittleEndian.Uint16(b[i+5:])), int64(binary.LittleEndian.Uint16(b[i+7:]))
+			f := b[i+9]
+			i += 10
+			if f&0x80 != 0 {
+				i += 3 << (f&7 + 1)
+			}
+			if i >= len(b) {
+				return 0, truncated
+			}
+			codeBits := int64(max(b[i], 1)) + 1
+			n, _, ok := subBlocks(i + 1)
+			if !ok {
+				return 0, truncated
+			}
+			if px := w * h; (n*8/codeBits+1)*4096 < px {
+				return 0, fmt.Errorf("%w: gif: %d bytes of image data cannot hold a %dx%d frame", ErrCorrupt, n, w, h)
+			}
+			return w * h, nil
+		case 0x3B:
+			return 0, fmt.Errorf("%w: gif: no image", ErrCorrupt)
+		default:
+			return 0, fmt.Errorf("%w: gif: unknown block %#x", ErrCorrupt, b[i])
+		}
+	}
+	return 0, truncated
 }

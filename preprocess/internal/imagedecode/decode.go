@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/draw"
 	"image/gif"
 	"image/jpeg"
 	"image/png"
@@ -57,6 +56,8 @@ type Image struct {
 	pool *Pool
 	// release gives back the decode's reserved bytes (Options.Admit).
 	release func()
+	// frame is a GIF's first frame when it covers less than the screen.
+	frame *image.Paletted
 }
 
 // Pool recycles the large pixel buffers of scaled JPEG decodes.
@@ -85,7 +86,7 @@ func (m *Image) Release() {
 		m.pool.put(m.rgb[:0])
 		m.rgb = nil
 	}
-	m.img = nil
+	m.img, m.frame = nil, nil
 	if m.release != nil {
 		m.release()
 		m.release = nil
@@ -181,14 +182,12 @@ func Decode(data []byte, cfg Config, opt Options, pool *Pool) (m *Image, err err
 		return nil, fmt.Errorf("%w: decoding %s: %v", ErrCorrupt, cfg.Format, err)
 	}
 	b := img.Bounds()
-	if cfg.Format == GIF && (b.Min != image.Point{} || b.Dx() != cfg.Width || b.Dy() != cfg.Height) && b.In(image.Rect(0, 0, cfg.Width, cfg.Height)) {
+	screen := image.Rect(0, 0, cfg.Width, cfg.Height)
+	if p, ok := img.(*image.Paletted); ok && cfg.Format == GIF && b != screen && b.In(screen) {
 		// A first frame smaller than the logical screen: the rest of the
-		// screen is transparent.
-		screen := image.NewNRGBA(image.Rect(0, 0, cfg.Width, cfg.Height))
-		draw.Draw(screen, b, img, b.Min, draw.Src)
-		img, b = screen, screen.Bounds()
-	}
-	if b.Dx() != cfg.Width || b.Dy() != cfg.Height {
+		// screen is transparent (Row reads it so, with no screen-sized copy).
+		m.frame, b = p, screen
+	} else if b.Dx() != cfg.Width || b.Dy() != cfg.Height {
 		return nil, fmt.Errorf("%w: %s header says %dx%d, pixels are %dx%d", ErrCorrupt, cfg.Format, cfg.Width, cfg.Height, b.Dx(), b.Dy())
 	}
 	m.img, m.W, m.H, m.Decoder, m.release = img, b.Dx(), b.Dy(), DecoderGo, release
@@ -244,6 +243,22 @@ func (m *Image) Row(y, x0, x1 int, scratch *[]byte) []byte {
 	}
 	d := (*scratch)[:n]
 	bg := m.bg
+	if f := m.frame; f != nil {
+		// Transparent (the background) outside the frame.
+		for i := 0; i < n; i += 3 {
+			d[i], d[i+1], d[i+2] = bg[0], bg[1], bg[2]
+		}
+		if y < f.Rect.Min.Y || y >= f.Rect.Max.Y {
+			return d
+		}
+		lo, hi := max(x0, f.Rect.Min.X), min(x1, f.Rect.Max.X)
+		for x := lo; x < hi; x++ {
+			p := int(f.Pix[f.PixOffset(x, y)]) * 3
+			k := (x - x0) * 3
+			d[k], d[k+1], d[k+2] = m.pal[p], m.pal[p+1], m.pal[p+2]
+		}
+		return d
+	}
 	switch im := m.img.(type) {
 	case *image.YCbCr:
 		yy := y + im.Rect.Min.Y

@@ -61,8 +61,9 @@ type Config struct {
 	// Orientation is the EXIF orientation 1..8 (1 when absent or invalid).
 	Orientation int
 
-	jpeg    *jpegInfo // a JPEG's markers
-	goBytes int64     // what the Go decoder allocates (goCost)
+	jpeg     *jpegInfo // a JPEG's markers
+	gifFrame int64     // a GIF's first frame's pixels
+	goBytes  int64     // what the Go decoder allocates (goCost)
 }
 
 // Transposed reports whether the orientation swaps width and height.
@@ -140,6 +141,10 @@ func Inspect(data []byte, lim Limits) (cfg Config, err error) {
 		}
 	case PNG:
 		if err := walkPNG(data, cfg); err != nil {
+			return Config{}, err
+		}
+	case GIF:
+		if cfg.gifFrame, err = walkGIF(data); err != nil {
 			return Config{}, err
 		}
 	}

@@ -69,7 +69,7 @@ type Options struct {
 // (request bodies, tensors) and the runtime.
 const (
 	DefaultDecodeMemory = 384 << 20
-	DefaultImageMemory  = 192 << 20
+	DefaultImageMemory  = 256 << 20
 )
 
 // DefaultScanLimits bound a progressive JPEG's scans: encoders write about

@@ -498,3 +498,43 @@ func TestDecodeMemory(t *testing.T) {
 		})
 	}
 }
+
+// Every catalog photo and query passes the marker walk and the decode
+// budget with the service defaults: the bomb checks cost real images
+// nothing.
+func TestCatalogWithinDecodeLimits(t *testing.T) {
+	p := newProc(t, Options{})
+	var files []string
+	for _, dir := range []string{"images", "queries"} {
+		m, err := filepath.Glob(filepath.Join(sharedDir(t), "catalog", dir, "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, m...)
+	}
+	if len(files) < 50 {
+		t.Fatalf("found %d catalog files", len(files))
+	}
+	var worst int64
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := imagedecode.Inspect(b, p.opt.Limits)
+		if err != nil {
+			t.Errorf("%s: %v", filepath.Base(f), err)
+			continue
+		}
+		for _, pureGo := range []bool{false, true} {
+			for _, hq := range []float64{p.opt.DecodeRatio, p.opt.HQDecodeRatio, 1e9} { // 1e9: a full-size decode
+				dec, n := cfg.Cost(imagedecode.Options{MinScale: hq * 224 / float64(min(cfg.Width, cfg.Height)), PureGo: pureGo})
+				if n > p.opt.ImageMemory {
+					t.Errorf("%s (%dx%d, %s): %d MiB expected, over the image budget", filepath.Base(f), cfg.Width, cfg.Height, dec, n>>20)
+				}
+				worst = max(worst, n)
+			}
+		}
+	}
+	t.Logf("%d files; the largest decode estimate is %d MiB of %d", len(files), worst>>20, p.opt.ImageMemory>>20)
+}
