@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"github.com/lookalike-dev/lookalike/shared/contract/gatewayv1"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,17 +54,8 @@ func ReadJSONL[T any](path string) ([]T, error) {
 
 // Multipart builds a multipart body from fields and files (name -> bytes).
 func Multipart(fields map[string]string, files map[string][]byte) (*bytes.Buffer, string) {
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for k, v := range fields {
-		_ = mw.WriteField(k, v)
-	}
-	for k, v := range files {
-		w, _ := mw.CreateFormFile(k, k+".bin")
-		_, _ = w.Write(v)
-	}
-	_ = mw.Close()
-	return &buf, mw.FormDataContentType()
+	b, ct := gatewayv1.Multipart(fields, files)
+	return bytes.NewBuffer(b), ct
 }
 
 // ErrorBody is the error envelope.

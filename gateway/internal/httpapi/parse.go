@@ -19,6 +19,7 @@ import (
 	"github.com/lookalike-dev/lookalike/gateway/internal/pipeline"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/bufpool"
+	"github.com/lookalike-dev/lookalike/shared/contract/gatewayv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 	"github.com/lookalike-dev/lookalike/shared/readall"
 )
@@ -60,55 +61,6 @@ func checkSKU(sku string) error {
 	return nil
 }
 
-// stringList accepts "a", "a,b" or ["a","b"].
-type stringList []string
-
-func (s *stringList) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '[' {
-		var l []string
-		if err := json.Unmarshal(b, &l); err != nil {
-			return err
-		}
-		*s = l
-		return nil
-	}
-	var one string
-	if err := json.Unmarshal(b, &one); err != nil {
-		return err
-	}
-	*s = splitList(one)
-	return nil
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// filters is the JSON form of the search filters.
-type filters struct {
-	Category stringList `json:"category,omitempty"`
-	Brand    stringList `json:"brand,omitempty"`
-	PriceMin *float64   `json:"price_min,omitempty"`
-	PriceMax *float64   `json:"price_max,omitempty"`
-	InStock  *bool      `json:"in_stock,omitempty"`
-}
-
-// searchRequest is the JSON body of POST /v1/search.
-type searchRequest struct {
-	ImageURL string   `json:"image_url,omitempty"`
-	SKU      string   `json:"sku,omitempty"`
-	TopK     *int     `json:"top_k,omitempty"`
-	MinScore *float32 `json:"min_score,omitempty"`
-	Model    string   `json:"model,omitempty"`
-	Filters  *filters `json:"filters,omitempty"`
-}
-
 // searchInput is a parsed search request.
 type searchInput struct {
 	Image    []byte
@@ -127,7 +79,7 @@ func (in *searchInput) release() {
 }
 
 // applyValues reads the parameters from form or query values.
-func applyValues(v url.Values, r *searchRequest) error {
+func applyValues(v url.Values, r *gatewayv1.SearchRequest) error {
 	get := func(k string) string { return strings.TrimSpace(v.Get(k)) }
 	if s := get("image_url"); s != "" {
 		r.ImageURL = s
@@ -155,12 +107,12 @@ func applyValues(v url.Values, r *searchRequest) error {
 	}
 	f := r.Filters
 	if f == nil {
-		f = &filters{}
+		f = &gatewayv1.Filters{}
 	}
 	for _, k := range []string{"category", "brand"} {
-		var vals []string
+		var vals gatewayv1.List
 		for _, x := range v[k] {
-			vals = append(vals, splitList(x)...)
+			vals = append(vals, gatewayv1.SplitList(x)...)
 		}
 		if len(vals) > 0 {
 			if k == "category" {
@@ -197,7 +149,7 @@ func applyValues(v url.Values, r *searchRequest) error {
 }
 
 // toQuery validates the parameters.
-func (r searchRequest) toQuery() (pipeline.Query, error) {
+func toQuery(r gatewayv1.SearchRequest) (pipeline.Query, error) {
 	q := pipeline.Query{Model: r.Model, TopK: DefaultTopK, MinScore: r.MinScore}
 	if r.TopK != nil {
 		if *r.TopK < 1 || *r.TopK > searchv1.MaxTopK {
@@ -220,7 +172,7 @@ func (r searchRequest) toQuery() (pipeline.Query, error) {
 		if f.PriceMin != nil && f.PriceMax != nil && *f.PriceMin > *f.PriceMax {
 			return q, invalid("price_min is above price_max")
 		}
-		q.Filter = &searchv1.Filter{Category: f.Category, Brand: f.Brand, PriceMin: f.PriceMin, PriceMax: f.PriceMax, InStock: f.InStock}
+		q.Filter = &searchv1.Filter{Category: []string(f.Category), Brand: []string(f.Brand), PriceMin: f.PriceMin, PriceMax: f.PriceMax, InStock: f.InStock}
 	}
 	return q, nil
 }
@@ -403,7 +355,7 @@ func mediaType(r *http.Request) string {
 //
 // The caller calls release on the result, whatever the error.
 func parseSearch(r *http.Request, limit int64, buffers *uploadBuffers) (searchInput, error) {
-	var req searchRequest
+	var req gatewayv1.SearchRequest
 	var in searchInput
 	if err := applyValues(r.URL.Query(), &req); err != nil {
 		return in, err
@@ -429,7 +381,7 @@ func parseSearch(r *http.Request, limit int64, buffers *uploadBuffers) (searchIn
 		}
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
-		var body searchRequest
+		var body gatewayv1.SearchRequest
 		if err := dec.Decode(&body); err != nil {
 			return in, apierror.Wrap(err, http.StatusBadRequest, CodeInvalidJSON, "the JSON body does not parse: %v", err)
 		}
@@ -463,7 +415,7 @@ func parseSearch(r *http.Request, limit int64, buffers *uploadBuffers) (searchIn
 			return in, err
 		}
 	}
-	q, err := req.toQuery()
+	q, err := toQuery(req)
 	if in.form != nil {
 		if h := in.form.hold("image"); h != nil && len(in.Image) > 0 {
 			q.ImageHold = h
@@ -474,7 +426,7 @@ func parseSearch(r *http.Request, limit int64, buffers *uploadBuffers) (searchIn
 }
 
 // merge lays the JSON body over the query-string parameters.
-func merge(dst *searchRequest, src searchRequest) {
+func merge(dst *gatewayv1.SearchRequest, src gatewayv1.SearchRequest) {
 	if src.ImageURL != "" {
 		dst.ImageURL = src.ImageURL
 	}

@@ -30,11 +30,43 @@ const (
 // ParamModel names the model (vector space) on query strings.
 const ParamModel = "model"
 
-// Filters narrow a search. Empty fields do not filter; the gateway also
-// takes a single string where a list is expected.
+// List is a list of strings that also decodes from one comma-separated
+// string: "a", "a,b" or ["a","b"].
+type List []string
+
+// UnmarshalJSON takes a JSON array or one comma-separated string.
+func (l *List) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '[' {
+		var all []string
+		if err := json.Unmarshal(b, &all); err != nil {
+			return err
+		}
+		*l = all
+		return nil
+	}
+	var one string
+	if err := json.Unmarshal(b, &one); err != nil {
+		return err
+	}
+	*l = SplitList(one)
+	return nil
+}
+
+// SplitList splits a comma-separated value, dropping blanks.
+func SplitList(v string) List {
+	var out List
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Filters narrow a search. Empty fields do not filter.
 type Filters struct {
-	Category []string `json:"category,omitempty"`
-	Brand    []string `json:"brand,omitempty"`
+	Category List     `json:"category,omitempty"`
+	Brand    List     `json:"brand,omitempty"`
 	PriceMin *float64 `json:"price_min,omitempty"`
 	PriceMax *float64 `json:"price_max,omitempty"`
 	InStock  *bool    `json:"in_stock,omitempty"`

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
+	"github.com/lookalike-dev/lookalike/shared/contract/internal/double"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 )
@@ -36,13 +36,12 @@ func Model(id string, dim int, spec preprocessv1.Spec) embedv1.ModelSpec {
 
 // Server is the in-memory embed service. Call New.
 type Server struct {
+	double.Base
 	models []embedv1.ModelSpec
-	srv    *httptest.Server
 
-	notReady atomic.Bool
-	latency  atomic.Int64
-	calls    atomic.Int64
-	rows     atomic.Int64
+	latency atomic.Int64
+	calls   atomic.Int64
+	rows    atomic.Int64
 
 	mu         sync.Mutex
 	batchSizes []int
@@ -57,21 +56,6 @@ func New(models ...embedv1.ModelSpec) *Server {
 	}
 	return &Server{models: ms, dtypes: map[string]int{}}
 }
-
-// Serve starts s on a loopback httptest server; Close stops it.
-func (s *Server) Serve() *Server {
-	s.srv = httptest.NewServer(s.Handler())
-	return s
-}
-
-// URL is the base URL of the server Serve started.
-func (s *Server) URL() string { return s.srv.URL }
-
-// Close stops the server Serve started.
-func (s *Server) Close() { s.srv.Close() }
-
-// SetReady makes /readyz answer 200 (true) or 503 not_ready (false).
-func (s *Server) SetReady(ok bool) { s.notReady.Store(!ok) }
 
 // SetLatency sets the time every embed call takes (a model of capacity).
 func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
@@ -108,16 +92,16 @@ func (s *Server) model(id string) (embedv1.ModelSpec, int, error) {
 	return embedv1.ModelSpec{}, 0, apierror.New(http.StatusNotFound, apierror.CodeNotFound, "no model %q is loaded", id)
 }
 
+// Serve starts s on a loopback httptest server; Close stops it.
+func (s *Server) Serve() *Server {
+	s.Start(s.Handler())
+	return s
+}
+
 // Handler serves the embedv1 routes and /readyz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.notReady.Load() {
-			apierror.Write(w, apierror.New(http.StatusServiceUnavailable, apierror.CodeNotReady, "not ready"))
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	})
+	mux.HandleFunc("GET /readyz", s.Readyz)
 	mux.HandleFunc("GET "+embedv1.RouteModels, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, embedv1.ModelList{Models: s.models})
 	})

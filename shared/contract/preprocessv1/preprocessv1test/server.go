@@ -19,12 +19,12 @@ import (
 	_ "image/png"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/internal/double"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/tensorv1"
 )
@@ -35,9 +35,8 @@ const MaxBody = 64 << 20
 // Server is the in-memory preprocess service. The zero value serves; use
 // Serve or Handler.
 type Server struct {
-	srv *httptest.Server
+	double.Base
 
-	notReady  atomic.Bool
 	floatOnly atomic.Bool
 	failNext  atomic.Int64
 	failItems atomic.Int64
@@ -52,21 +51,6 @@ type Server struct {
 
 // New returns a preprocess service.
 func New() *Server { return &Server{} }
-
-// Serve starts s on a loopback httptest server; Close stops it.
-func (s *Server) Serve() *Server {
-	s.srv = httptest.NewServer(s.Handler())
-	return s
-}
-
-// URL is the base URL of the server Serve started.
-func (s *Server) URL() string { return s.srv.URL }
-
-// Close stops the server Serve started.
-func (s *Server) Close() { s.srv.Close() }
-
-// SetReady makes /readyz answer 200 (true) or 503 not_ready (false).
-func (s *Server) SetReady(ok bool) { s.notReady.Store(!ok) }
 
 // SetFloatOnly makes a spec asking for uint8 a 400, in the words of a
 // preprocess from before uint8 tensors.
@@ -105,16 +89,16 @@ func (s *Server) Asked(d string) int64 {
 	return s.asked[d]
 }
 
+// Serve starts s on a loopback httptest server; Close stops it.
+func (s *Server) Serve() *Server {
+	s.Start(s.Handler())
+	return s
+}
+
 // Handler serves the preprocessv1 routes and /readyz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.notReady.Load() {
-			apierror.Write(w, apierror.New(http.StatusServiceUnavailable, apierror.CodeNotReady, "not ready"))
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	})
+	mux.HandleFunc("GET /readyz", s.Readyz)
 	mux.HandleFunc("POST "+preprocessv1.RoutePreprocess, func(w http.ResponseWriter, r *http.Request) {
 		if err := s.single(w, r); err != nil {
 			apierror.Write(w, err)

@@ -9,13 +9,13 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
+	"github.com/lookalike-dev/lookalike/shared/contract/internal/double"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 )
 
@@ -28,35 +28,19 @@ type collection struct {
 
 // Server is the in-memory search service. The zero value is not usable: call New.
 type Server struct {
+	double.Base
 	mu      sync.Mutex
 	colls   map[string]*collection
 	aliases map[string]string
-	srv     *httptest.Server
 
-	notReady atomic.Bool
-	queries  atomic.Int64
-	upserts  atomic.Int64
+	queries atomic.Int64
+	upserts atomic.Int64
 }
 
 // New returns an empty search service; serve it with Handler or Serve.
 func New() *Server {
 	return &Server{colls: map[string]*collection{}, aliases: map[string]string{}}
 }
-
-// Serve starts s on a loopback httptest server; Close stops it.
-func (s *Server) Serve() *Server {
-	s.srv = httptest.NewServer(s.Handler())
-	return s
-}
-
-// URL is the base URL of the server Serve started.
-func (s *Server) URL() string { return s.srv.URL }
-
-// Close stops the server Serve started.
-func (s *Server) Close() { s.srv.Close() }
-
-// SetReady makes /readyz answer 200 (true) or 503 not_ready (false).
-func (s *Server) SetReady(ok bool) { s.notReady.Store(!ok) }
 
 // Queries counts the searches, recommendations and upserts served.
 func (s *Server) Queries() int64 { return s.queries.Load() }
@@ -132,16 +116,16 @@ func route(method, r string) string {
 
 type handler func(r *http.Request) (any, error)
 
+// Serve starts s on a loopback httptest server; Close stops it.
+func (s *Server) Serve() *Server {
+	s.Start(s.Handler())
+	return s
+}
+
 // Handler serves the searchv1 routes and /readyz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.notReady.Load() {
-			apierror.Write(w, apierror.New(http.StatusServiceUnavailable, apierror.CodeNotReady, "not ready"))
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	})
+	mux.HandleFunc("GET /readyz", s.Readyz)
 	for pattern, h := range map[string]handler{
 		route("POST", searchv1.RouteCollections):  s.createCollection,
 		route("GET", searchv1.RouteCollections):   s.collections,
