@@ -298,7 +298,7 @@ func TestSnapshotScriptPrunesAndCopies(t *testing.T) {
 		cmd := exec.Command("sh", path)
 		cmd.Env = append(os.Environ(), "QDRANT_PEERS="+strings.Join(urls, " "), "QDRANT_API_KEY=k", "QDRANT_SNAPSHOT_KEEP=3",
 			"S3_ENDPOINT="+s3.URL, "S3_BUCKET=backups", "S3_PREFIX=qdrant", "S3_ACCESS_KEY_ID=AKID", "S3_SECRET_ACCESS_KEY=secret",
-			"SNAPSHOT_TMP="+scratch)
+			"SNAPSHOT_TMP="+scratch, "no_proxy=*", "NO_PROXY=*")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

@@ -572,3 +572,93 @@ func TestUncommittedSnapshotIsNotLoaded(t *testing.T) {
 		t.Fatal("the uncommitted generation was not cleaned up")
 	}
 }
+
+// CURRENT: a data dir from before it existed opens on its newest snapshot
+// and gains one; a damaged CURRENT, or a committed generation without its
+// log, refuses to start with the files kept.
+func TestCurrentPointer(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, cdir string)
+		opens  bool
+	}{
+		{"absent (written before CURRENT)", func(t *testing.T, cdir string) {
+			if err := os.Remove(filepath.Join(cdir, currentFile)); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"damaged", func(t *testing.T, cdir string) {
+			if err := os.WriteFile(filepath.Join(cdir, currentFile), []byte("LKGEN1 2 00000000\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"names a generation whose log is missing", func(t *testing.T, cdir string) {
+			wals, _ := filepath.Glob(filepath.Join(cdir, "wal-*.log"))
+			for _, w := range wals {
+				if err := os.Remove(w); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, false},
+		{"names a generation whose snapshot is missing", func(t *testing.T, cdir string) {
+			snaps, _ := filepath.Glob(filepath.Join(cdir, "snap-*.bin"))
+			for _, f := range snaps {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := Open(Options{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.CreateCollection(ctx, "dur", "m", durDim); err != nil {
+				t.Fatal(err)
+			}
+			for _, sku := range []string{"a", "b"} {
+				if err := s.Upsert(ctx, durColl, []store.Point{{SKU: sku, Vector: durVector(sku)}}); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Snapshot(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Upsert(ctx, durColl, []store.Point{{SKU: "c", Vector: durVector("c")}}); err != nil {
+				t.Fatal(err)
+			}
+			abandon(s)
+			cdir := filepath.Join(dir, "collections", durColl)
+			tc.damage(t, cdir)
+			before, _ := os.ReadDir(cdir)
+			s2, err := Open(Options{Dir: dir})
+			if !tc.opens {
+				if err == nil {
+					s2.Close()
+					t.Fatal("must refuse to start")
+				}
+				after, _ := os.ReadDir(cdir)
+				if len(after) != len(before) {
+					t.Fatalf("a refused start changed the files: %v -> %v", before, after)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			for _, sku := range []string{"a", "b", "c"} {
+				if _, err := s2.Get(ctx, durColl, sku); err != nil {
+					t.Fatalf("%s lost: %v", sku, err)
+				}
+			}
+			if gen, ok, err := readCurrent(OSFS{}, cdir); err != nil || !ok || gen != 2 {
+				t.Fatalf("CURRENT after the upgrade: gen %d ok %v err %v, want generation 2", gen, ok, err)
+			}
+		})
+	}
+}
