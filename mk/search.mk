@@ -21,4 +21,4 @@ bench-search-1m: ## search: the same on 1M vectors (hours on 2 cores; ~11 GiB RA
 
 test-search-extra: ## search: pure-Go build (CGO_ENABLED=0, exact scan) and the race detector on the embedded store
 	cd $(REPO)/search && CGO_ENABLED=0 $(GO) test -count=1 ./...
-	cd $(REPO)/search && $(GO) test -count=1 -race ./internal/embedded/ ./internal/catalog/ ./internal/httpapi/
+	cd $(REPO)/search && $(GO) test -count=1 -race ./internal/embedded/ ./internal/service/ ./internal/httpapi/

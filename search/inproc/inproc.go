@@ -7,14 +7,14 @@ package inproc
 import (
 	"fmt"
 
-	"github.com/lookalike-dev/lookalike/search/internal/catalog"
+	"github.com/lookalike-dev/lookalike/search/internal/service"
 	"github.com/lookalike-dev/lookalike/search/internal/embedded"
 )
 
 // Index is the catalog service over an embedded store in dir, with the
 // service defaults. Its methods take and return searchv1 types.
 type Index struct {
-	*catalog.Service
+	*service.Service
 	st *embedded.Store
 }
 
@@ -24,7 +24,7 @@ func Open(dir string) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening embedded store: %w", err)
 	}
-	return &Index{Service: catalog.New(st), st: st}, nil
+	return &Index{Service: service.New(st), st: st}, nil
 }
 
 // Close flushes and closes the store.

@@ -22,7 +22,7 @@ import (
 	"github.com/lookalike-dev/lookalike/shared/server"
 	"github.com/lookalike-dev/lookalike/shared/telemetry"
 
-	"github.com/lookalike-dev/lookalike/search/internal/catalog"
+	"github.com/lookalike-dev/lookalike/search/internal/service"
 	"github.com/lookalike-dev/lookalike/search/internal/embedded"
 	"github.com/lookalike-dev/lookalike/search/internal/hnsw"
 	"github.com/lookalike-dev/lookalike/search/internal/httpapi"
@@ -127,7 +127,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		Addr: cfg.Addr, MetricsAddr: cfg.MetricsAddr, Pprof: cfg.Pprof, DrainDelay: cfg.DrainDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBodyBytes,
 	}, log, tel, info)
-	httpapi.New(catalog.New(st)).Register(srv.Echo)
+	httpapi.New(service.New(st)).Register(srv.Echo)
 
 	// Run: ready once the store is open and the backend answers; the store
 	// closes (the embedded one snapshots) after the server drained.

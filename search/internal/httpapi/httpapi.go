@@ -1,4 +1,4 @@
-// Package httpapi serves the searchv1 routes on echo over a catalog.Service.
+// Package httpapi serves the searchv1 routes on echo over a service.Service.
 package httpapi
 
 import (
@@ -10,18 +10,18 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/lookalike-dev/lookalike/search/internal/catalog"
+	"github.com/lookalike-dev/lookalike/search/internal/service"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 )
 
 // API is the HTTP face of the service.
 type API struct {
-	svc *catalog.Service
+	svc *service.Service
 }
 
 // New serves svc.
-func New(svc *catalog.Service) *API { return &API{svc: svc} }
+func New(svc *service.Service) *API { return &API{svc: svc} }
 
 // Register adds the searchv1 routes to e.
 func (a *API) Register(e *echo.Echo) {

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lookalike-dev/lookalike/search/internal/catalog"
+	"github.com/lookalike-dev/lookalike/search/internal/service"
 	"github.com/lookalike-dev/lookalike/search/internal/embedded"
 	"github.com/lookalike-dev/lookalike/search/internal/qdrantstore"
 	"github.com/lookalike-dev/lookalike/search/internal/qdrantstore/fake"
@@ -63,7 +63,7 @@ func serve(t *testing.T, st store.Store) (*searchv1.Client, string) {
 		t.Fatal(err)
 	}
 	srv := server.New(server.Config{BodyLimit: 1 << 20}, slog.New(slog.DiscardHandler), tel, buildinfo.Read("search", "test"))
-	New(catalog.New(st)).Register(srv.Echo)
+	New(service.New(st)).Register(srv.Echo)
 	hs := httptest.NewServer(srv.Echo)
 	t.Cleanup(hs.Close)
 	return &searchv1.Client{BaseURL: hs.URL}, hs.URL

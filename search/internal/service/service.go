@@ -1,8 +1,8 @@
-// Package catalog is the search service's API logic over a store.Store: it
+// Package service is the search service's API logic over a store.Store: it
 // resolves catalogs and aliases to the physical collection of a model's
 // vector space, validates requests, refuses a model or dimension mismatch,
 // and turns store errors into envelope errors with stable codes.
-package catalog
+package service
 
 import (
 	"context"
