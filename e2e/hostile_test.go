@@ -34,8 +34,8 @@ func TestHostileInputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pre := s.Procs["preprocess"].MetricsURL()
-	rssBefore, err := c.Metric(pre, "process_resident_memory_bytes")
+	pre, preMetrics := s.Procs["preprocess"].URL(), s.Procs["preprocess"].MetricsURL()
+	rssBefore, err := c.Metric(preMetrics, "process_resident_memory_bytes")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestHostileInputs(t *testing.T) {
 			t.Fatalf("got %d %s, want 4xx with a code", st, b)
 		}
 	})
-	rssAfter, err := c.Metric(pre, "process_resident_memory_bytes")
+	rssAfter, err := c.Metric(preMetrics, "process_resident_memory_bytes")
 	if err != nil {
 		t.Fatal(err)
 	}

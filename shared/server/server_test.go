@@ -203,6 +203,12 @@ func TestOperationalRoutesOffThePublicListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Healthy comes just after the listeners open.
+	for deadline := time.Now().Add(5 * time.Second); !s.Prober.IsHealthy(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("never healthy")
+		}
+	}
 	s.Prober.NotReady("warm-up: " + secret)
 	get := func(addr, path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
