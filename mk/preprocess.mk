@@ -9,12 +9,12 @@ PREPROCESS_BENCH_BIN   := $(CACHE)/bin/preprocess-bench
 
 .PHONY: setup-preprocess bench-preprocess test-preprocess-extra fuzz-preprocess-long
 
-setup-preprocess: ## preprocess: install libjpeg-turbo headers (libturbojpeg0-dev) and vipsthumbnail (libvips-tools), when missing
-	@if [ -f /usr/include/turbojpeg.h ] && command -v vipsthumbnail >/dev/null; then \
-	  echo "preprocess: libturbojpeg0-dev and libvips-tools present"; \
+setup-preprocess: ## preprocess: install libjpeg-turbo headers (libturbojpeg0-dev, libjpeg62-turbo-dev) and vipsthumbnail (libvips-tools), when missing
+	@if [ -f /usr/include/turbojpeg.h ] && [ -f /usr/include/jpeglib.h ] && command -v vipsthumbnail >/dev/null; then \
+	  echo "preprocess: libturbojpeg0-dev, libjpeg62-turbo-dev and libvips-tools present"; \
 	else \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libturbojpeg0-dev libvips-tools; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libturbojpeg0-dev libjpeg62-turbo-dev libvips-tools; \
 	fi
 
 bench-preprocess: ## preprocess: img/s on one core vs vipsthumbnail (ratios all/JPEG/PNG) and tensor error vs full decode + Lanczos3

@@ -1,6 +1,7 @@
 package imagedecode_test
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"testing"
@@ -28,7 +29,7 @@ func decodeBoth(t *testing.T, data []byte, budget int64) map[string]error {
 		cfg, err := imagedecode.Inspect(data, imagedecode.Limits{MaxPixels: 50_000_000, Scans: scanLimits})
 		if err == nil {
 			var img *imagedecode.Image
-			img, err = imagedecode.Decode(data, cfg, imagedecode.Options{MinScale: 0.01, PureGo: pureGo, Budget: budget}, nil)
+			img, err = imagedecode.Decode(context.Background(), data, cfg, imagedecode.Options{MinScale: 0.01, PureGo: pureGo, Budget: budget}, nil)
 			if err == nil {
 				img.Release()
 			}
@@ -140,7 +141,7 @@ func TestDecodeBudget(t *testing.T) {
 		}
 		var admitted []string
 		admit := func(dec string, n int64) (func(), error) { admitted = append(admitted, dec); return func() {}, nil }
-		_, err = imagedecode.Decode(warned, cfg, imagedecode.Options{MinScale: 0.01, Budget: 192 << 20, Admit: admit}, nil)
+		_, err = imagedecode.Decode(context.Background(), warned, cfg, imagedecode.Options{MinScale: 0.01, Budget: 192 << 20, Admit: admit}, nil)
 		if !errors.Is(err, imagedecode.ErrCorrupt) || len(admitted) != 1 || admitted[0] != imagedecode.DecoderTurbo {
 			t.Fatalf("got %v after admitting %v, want corrupt after turbojpeg alone", err, admitted)
 		}
@@ -162,12 +163,12 @@ func TestCMYKDecodesInTurbo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tj, err := imagedecode.Decode(c.Data, cfg, imagedecode.Options{MinScale: 1}, nil)
+			tj, err := imagedecode.Decode(context.Background(), c.Data, cfg, imagedecode.Options{MinScale: 1}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer tj.Release()
-			gd, err := imagedecode.Decode(c.Data, cfg, imagedecode.Options{MinScale: 1, PureGo: true}, nil)
+			gd, err := imagedecode.Decode(context.Background(), c.Data, cfg, imagedecode.Options{MinScale: 1, PureGo: true}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,7 +231,7 @@ func TestGIFAndPNGBombs(t *testing.T) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	img, err := imagedecode.Decode(data, cfg, imagedecode.Options{Background: [3]uint8{0, 255, 0}}, nil)
+	img, err := imagedecode.Decode(context.Background(), data, cfg, imagedecode.Options{Background: [3]uint8{0, 255, 0}}, nil)
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package imagedecode
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"image"
@@ -127,7 +128,7 @@ func (cfg Config) Cost(opt Options) (decoder string, bytes int64) {
 // libjpeg-turbo when it is linked in; what it refuses or only warns about
 // gets a second opinion from image/jpeg, so both builds accept and refuse
 // the same files, when that decode fits the budget too.
-func Decode(data []byte, cfg Config, opt Options, pool *Pool) (m *Image, err error) {
+func Decode(ctx context.Context, data []byte, cfg Config, opt Options, pool *Pool) (m *Image, err error) {
 	m = &Image{Config: cfg, Scale: 1, bg: opt.Background, pool: pool}
 	if j := cfg.jpeg; j != nil && len(j.comps) == 4 && j.adobe < 0 {
 		// Neither CMYK convention can be told apart without the marker;
@@ -141,13 +142,16 @@ func Decode(data []byte, cfg Config, opt Options, pool *Pool) (m *Image, err err
 	}
 	if decoder == DecoderTurbo {
 		f := powerOfTwoFactor(opt.MinScale)
-		pix, w, h, terr := turbojpeg.DecodeRGB(data, f, opt.Fast, pool.get())
+		pix, w, h, terr := turbojpeg.DecodeRGB(ctx, data, f, opt.Fast, pool.get())
 		if terr == nil {
 			m.rgb, m.W, m.H, m.Scale, m.Decoder, m.release = pix, w, h, f.Float(), DecoderTurbo, release
 			return m, nil
 		}
 		pool.put(pix[:0])
 		release()
+		if ctx.Err() != nil {
+			return nil, terr // stopped: the caller gave up
+		}
 		release, err = opt.admit(DecoderGo, cfg.Format, cfg.goBytes)
 		if errors.Is(err, ErrTooComplex) {
 			return nil, fmt.Errorf("%w: decoding jpeg: %v (and %v)", ErrCorrupt, terr, err)
@@ -164,6 +168,9 @@ func Decode(data []byte, cfg Config, opt Options, pool *Pool) (m *Image, err err
 			release()
 		}
 	}()
+	if err := ctx.Err(); err != nil {
+		return nil, err // the Go decoders cannot be stopped once started
+	}
 	var img image.Image
 	rd := bytes.NewReader(data)
 	switch cfg.Format {

@@ -1,6 +1,7 @@
 package imagedecode_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -51,7 +52,7 @@ func TestInspectCorpus(t *testing.T) {
 			cfg, err := imagedecode.Inspect(c.Data, imagedecode.Limits{MaxBytes: 1 << 20, MaxPixels: 50_000_000})
 			if err == nil {
 				var img *imagedecode.Image
-				img, err = imagedecode.Decode(c.Data, cfg, imagedecode.Options{}, nil)
+				img, err = imagedecode.Decode(context.Background(), c.Data, cfg, imagedecode.Options{}, nil)
 				if err == nil {
 					defer img.Release()
 				}
@@ -115,7 +116,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("bad config %+v", cfg)
 		}
 		for _, pureGo := range []bool{false, true} {
-			img, err := imagedecode.Decode(data, cfg, imagedecode.Options{MinScale: 0.1, PureGo: pureGo}, nil)
+			img, err := imagedecode.Decode(context.Background(), data, cfg, imagedecode.Options{MinScale: 0.1, PureGo: pureGo}, nil)
 			if err != nil {
 				if !sentinel(err) {
 					t.Fatalf("Decode error wraps no sentinel: %v", err)

@@ -270,7 +270,7 @@ func (p *Processor) process(ctx context.Context, data []byte, spec preprocessv1.
 	}
 
 	start := time.Now()
-	img, err := imagedecode.Decode(data, cfg, imagedecode.Options{
+	img, err := imagedecode.Decode(ctx, data, cfg, imagedecode.Options{
 		MinScale:   ratio * resample.ResizeScale(t, cfg.Width, cfg.Height, cfg.Orientation),
 		Fast:       fast,
 		Background: bg,

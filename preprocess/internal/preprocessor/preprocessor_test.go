@@ -538,3 +538,34 @@ func TestCatalogWithinDecodeLimits(t *testing.T) {
 	}
 	t.Logf("%d files; the largest decode estimate is %d MiB of %d", len(files), worst>>20, p.opt.ImageMemory>>20)
 }
+
+// A request whose deadline passes during a libjpeg-turbo decode stops the
+// decode and gives its decode memory back at once.
+func TestDeadlineStopsDecode(t *testing.T) {
+	if !turbojpeg.Available() {
+		t.Skip("built without libjpeg-turbo")
+	}
+	slow := imagecorpus.Craft(imagecorpus.Crafted{W: 7000, H: 7000, Comps: 1, Adobe: -1, Progressive: true, Sized: true, ACScans: 30})
+	p := newProc(t, Options{})
+	spec := preprocessv1.ImageNet()
+	start := time.Now()
+	if _, err := p.Process(context.Background(), slow, spec); err != nil {
+		t.Fatal(err)
+	}
+	full := time.Since(start)
+	ctx, cancel := context.WithTimeout(context.Background(), full/10)
+	defer cancel()
+	start = time.Now()
+	_, err := p.Process(ctx, slow, spec)
+	stopped := time.Since(start)
+	t.Logf("full %v; with a deadline of %v: %v after %v", full, full/10, apierror.CodeOf(err), stopped)
+	if apierror.CodeOf(err) != apierror.CodeDeadlineExceeded {
+		t.Fatalf("got %v, want deadline_exceeded", err)
+	}
+	if stopped > full/2 {
+		t.Fatalf("answered after %v; the whole decode takes %v", stopped, full)
+	}
+	if !p.mem.TryAcquire(p.opt.DecodeMemory) {
+		t.Fatal("the stopped decode kept its decode memory")
+	}
+}

@@ -7,6 +7,7 @@ package reference
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"image"
 	"image/color"
@@ -46,7 +47,7 @@ func Oriented(data []byte, bg [3]uint8, dec Decoder) (*image.NRGBA, imagedecode.
 	}
 	var flat *image.NRGBA
 	if dec == ServiceDecoder {
-		m, err := imagedecode.Decode(data, cfg, imagedecode.Options{MinScale: 1, Background: bg}, nil)
+		m, err := imagedecode.Decode(context.Background(), data, cfg, imagedecode.Options{MinScale: 1, Background: bg}, nil)
 		if err != nil {
 			return nil, cfg, err
 		}

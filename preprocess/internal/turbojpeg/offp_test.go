@@ -2,6 +2,7 @@ package turbojpeg
 
 import (
 	"bytes"
+	"context"
 	"runtime"
 	"strings"
 	"testing"
@@ -18,7 +19,7 @@ func TestDecodeHoldsNoP(t *testing.T) {
 	jpg := catalogJPEGs(t, "lm-wall-033.jpg")[0] // 13 MP: ~100 ms at full scale
 	done := make(chan error, 1)
 	go func() {
-		_, _, _, err := DecodeRGB(jpg, Factor{Num: 1, Denom: 1}, false, nil)
+		_, _, _, err := DecodeRGB(context.Background(), jpg, Factor{Num: 1, Denom: 1}, false, nil)
 		done <- err
 	}()
 	states := map[string]int{}

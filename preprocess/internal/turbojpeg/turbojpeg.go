@@ -1,6 +1,8 @@
-// Package turbojpeg wraps the parts of libjpeg-turbo's TurboJPEG API that
-// preprocess needs: reading a JPEG header and decoding at a reduced scale in
+// Package turbojpeg wraps the parts of libjpeg-turbo that preprocess needs:
+// reading a JPEG header (TurboJPEG API) and decoding at a reduced scale in
 // the DCT domain (1/2, 1/4, 1/8 ...), which is what makes large JPEGs cheap.
+// Decodes go through the libjpeg API, as tjDecompress2 does, with a progress
+// monitor, so that a caller who gives up stops the decode between two rows.
 //
 // It is the only package in the module that uses cgo. Built with
 // CGO_ENABLED=0 or the tag noturbojpeg, Available reports false and every

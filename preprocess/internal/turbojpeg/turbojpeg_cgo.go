@@ -3,9 +3,10 @@
 package turbojpeg
 
 /*
-#cgo LDFLAGS: -lturbojpeg -lpthread
+#cgo LDFLAGS: -lturbojpeg -ljpeg -lpthread
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,13 @@ package turbojpeg
 #include <unistd.h>
 #include <malloc.h>
 #include <turbojpeg.h>
+#include <jpeglib.h>
+
+// LK_CANCELLED is a job's code when its caller gave up (lk_cancel).
+#define LK_CANCELLED 100
+// LK_MAX_SCANS is TJFLAG_LIMITSCANS's limit, a second line behind the
+// caller's own count.
+#define LK_MAX_SCANS 500
 
 // A decode handed to the C decoding threads (decodeOffP). src and dst are
 // Go memory, pinned by the caller until done is signalled.
@@ -20,12 +28,123 @@ typedef struct lk_job {
 	const unsigned char *src;
 	unsigned long src_size;
 	unsigned char *dst;
-	int w, h, pf, flags;
-	int rc, code; // tjDecompress2's result and tjGetErrorCode on failure
-	char msg[256];
+	int w, h, num, denom, cmyk, fast;
+	int cancel; // set by lk_cancel, read by the decode between rows
+	int rc, code; // 0, or -1 and TJERR_WARNING, TJERR_FATAL or LK_CANCELLED
+	char msg[JMSG_LENGTH_MAX];
 	int done_fd; // eventfd written once the decode is over
 	struct lk_job *next;
 } lk_job;
+
+static void lk_cancel(lk_job *j) { __atomic_store_n(&j->cancel, 1, __ATOMIC_RELAXED); }
+
+typedef struct lk_err {
+	struct jpeg_error_mgr pub;
+	jmp_buf jb;
+	int warned;
+	char msg[JMSG_LENGTH_MAX];
+} lk_err;
+
+typedef struct lk_prog {
+	struct jpeg_progress_mgr pub;
+	lk_job *job;
+} lk_prog;
+
+static void lk_error_exit(j_common_ptr c) {
+	lk_err *e = (lk_err *)c->err;
+	(*c->err->format_message)(c, e->msg);
+	longjmp(e->jb, 1);
+}
+
+// Warnings (premature end of data, junk between markers) let the decode go
+// on, as tjDecompress2 does; the first one is kept for the error.
+static void lk_emit_message(j_common_ptr c, int level) {
+	lk_err *e = (lk_err *)c->err;
+	if (level < 0 && !e->warned) {
+		(*c->err->format_message)(c, e->msg);
+		e->warned = 1;
+	}
+}
+
+// lk_progress runs between rows of every pass: where a cancelled decode
+// stops, and where scans are counted.
+static void lk_progress(j_common_ptr c) {
+	lk_prog *p = (lk_prog *)c->progress;
+	lk_err *e = (lk_err *)c->err;
+	if (__atomic_load_n(&p->job->cancel, __ATOMIC_RELAXED)) {
+		p->job->code = LK_CANCELLED;
+		snprintf(e->msg, sizeof e->msg, "cancelled");
+		longjmp(e->jb, 1);
+	}
+	if (((j_decompress_ptr)c)->input_scan_number > LK_MAX_SCANS) {
+		snprintf(e->msg, sizeof e->msg, "more than %d scans", LK_MAX_SCANS);
+		longjmp(e->jb, 1);
+	}
+}
+
+// lk_dec is a decoding thread's decompressor, kept from one job to the
+// next as a TurboJPEG handle is: its permanent allocations stay put, so
+// the large per-image blocks land where the last image's were.
+typedef struct lk_dec {
+	struct jpeg_decompress_struct d;
+	lk_err e;
+	lk_prog p;
+} lk_dec;
+
+static void lk_dec_init(lk_dec *x) {
+	memset(x, 0, sizeof *x);
+	x->d.err = jpeg_std_error(&x->e.pub);
+	x->e.pub.error_exit = lk_error_exit;
+	x->e.pub.emit_message = lk_emit_message;
+	x->p.pub.progress_monitor = lk_progress;
+	jpeg_create_decompress(&x->d);
+	x->d.progress = &x->p.pub;
+}
+
+// lk_decompress decodes j as tjDecompress2 does (scale, TJFLAG_FASTDCT and
+// TJFLAG_FASTUPSAMPLE, RGB or CMYK out), through the libjpeg API so that a
+// progress monitor can stop it.
+static void lk_decompress(lk_dec *x, lk_job *j) {
+	j_decompress_ptr d = &x->d;
+	x->e.warned = 0;
+	x->e.msg[0] = 0;
+	x->p.job = j;
+	j->code = TJERR_FATAL;
+	if (setjmp(x->e.jb)) {
+		j->rc = -1;
+		snprintf(j->msg, sizeof j->msg, "%s", x->e.msg);
+		jpeg_abort_decompress(d);
+		return;
+	}
+	jpeg_mem_src(d, j->src, j->src_size);
+	jpeg_read_header(d, TRUE);
+	d->out_color_space = j->cmyk ? JCS_CMYK : JCS_EXT_RGB;
+	d->scale_num = j->num;
+	d->scale_denom = j->denom;
+	d->dct_method = j->fast ? JDCT_FASTEST : JDCT_ISLOW;
+	d->do_fancy_upsampling = j->fast ? FALSE : TRUE;
+	jpeg_start_decompress(d);
+	if ((int)d->output_width != j->w || (int)d->output_height != j->h) {
+		snprintf(x->e.msg, sizeof x->e.msg, "scaled size %ux%u, expected %dx%d", d->output_width, d->output_height, j->w, j->h);
+		longjmp(x->e.jb, 1);
+	}
+	size_t pitch = (size_t)j->w * (size_t)d->output_components;
+	while (d->output_scanline < d->output_height) {
+		JSAMPROW rows[16];
+		int n = d->rec_outbuf_height;
+		if (n > 16) n = 16;
+		if (n > (int)(d->output_height - d->output_scanline)) n = d->output_height - d->output_scanline;
+		for (int k = 0; k < n; k++) rows[k] = j->dst + (size_t)(d->output_scanline + k) * pitch;
+		jpeg_read_scanlines(d, rows, n);
+	}
+	jpeg_finish_decompress(d);
+	j->rc = 0;
+	if (x->e.warned) {
+		j->rc = -1;
+		j->code = TJERR_WARNING;
+		snprintf(j->msg, sizeof j->msg, "%s", x->e.msg);
+	}
+}
 
 // The decoding threads and their queue: a process resource, like the
 // library's allocator, shared by every caller. A thread is started when a
@@ -38,7 +157,8 @@ static int lk_spare; // threads waiting for a job, less the jobs queued for them
 
 static void *lk_worker(void *arg) {
 	(void)arg;
-	tjhandle h = tjInitDecompress();
+	lk_dec *x = malloc(sizeof *x);
+	if (x != NULL) lk_dec_init(x);
 	pthread_mutex_lock(&lk_mu);
 	for (;;) {
 		while (lk_head == NULL) pthread_cond_wait(&lk_cv, &lk_mu);
@@ -46,16 +166,12 @@ static void *lk_worker(void *arg) {
 		lk_head = j->next;
 		if (lk_head == NULL) lk_tail = NULL;
 		pthread_mutex_unlock(&lk_mu);
-		if (h == NULL) {
+		if (x == NULL) {
 			j->rc = -1;
 			j->code = TJERR_FATAL;
-			snprintf(j->msg, sizeof j->msg, "init: %s", tjGetErrorStr2(NULL));
+			snprintf(j->msg, sizeof j->msg, "out of memory for a decompressor");
 		} else {
-			j->rc = tjDecompress2(h, j->src, j->src_size, j->dst, j->w, 0, j->h, j->pf, j->flags);
-			if (j->rc != 0) {
-				j->code = tjGetErrorCode(h);
-				snprintf(j->msg, sizeof j->msg, "%s", tjGetErrorStr2(h));
-			}
+			lk_decompress(x, j);
 		}
 		int fd = j->done_fd; // j belongs to the caller again once signalled
 		uint64_t one = 1;
@@ -98,6 +214,7 @@ static int lk_submit(lk_job *j) {
 import "C"
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -185,17 +302,19 @@ func Factors() []Factor {
 // size. fast selects the faster, slightly less exact DCT and upsampling.
 // CMYK and YCCK images are decoded to CMYK (4 bytes a pixel, so dst is
 // sized for that) and converted to RGB in place. A progressive JPEG of more
-// than the library's scan limit (TJFLAG_LIMITSCANS) is refused.
-func DecodeRGB(jpeg []byte, f Factor, fast bool, dst []byte) (pix []byte, w, h int, err error) {
-	hdr, err := DecodeHeader(jpeg) // the decode itself runs on a decoding thread's own handle
+// than 500 scans is refused (as TJFLAG_LIMITSCANS does). When ctx ends, the
+// decode stops between two rows of its current pass and DecodeRGB returns
+// an error wrapping ctx.Err().
+func DecodeRGB(ctx context.Context, jpeg []byte, f Factor, fast bool, dst []byte) (pix []byte, w, h int, err error) {
+	hdr, err := DecodeHeader(jpeg) // the decode itself runs on a decoding thread
 	if err != nil {
 		return dst, 0, 0, err
 	}
 	cmyk := hdr.Colorspace == CMYK || hdr.Colorspace == YCCK
 	w, h = f.Scaled(hdr.Width), f.Scaled(hdr.Height)
-	px, pf := 3, C.int(C.TJPF_RGB)
+	px := 3
 	if cmyk {
-		px, pf = 4, C.TJPF_CMYK
+		px = 4
 	}
 	n := w * h * px
 	if n <= 0 {
@@ -205,11 +324,7 @@ func DecodeRGB(jpeg []byte, f Factor, fast bool, dst []byte) (pix []byte, w, h i
 		dst = make([]byte, n)
 	}
 	dst = dst[:n]
-	flags := C.int(C.TJFLAG_LIMITSCANS)
-	if fast {
-		flags |= C.TJFLAG_FASTDCT | C.TJFLAG_FASTUPSAMPLE
-	}
-	if err := decodeOffP(jpeg, dst, w, h, pf, flags); err != nil {
+	if err := decodeOffP(ctx, jpeg, dst, w, h, f, cmyk, fast); err != nil {
 		return dst, 0, 0, err
 	}
 	if cmyk {
@@ -226,7 +341,7 @@ func DecodeRGB(jpeg []byte, f Factor, fast bool, dst []byte) (pix []byte, w, h i
 // every 20 us: under bench-e2e the preprocess service's sysmon woke ~1,000
 // times a second (3% of a core) for that alone. The cgo call that queues
 // the job is over in microseconds.
-func decodeOffP(jpeg, dst []byte, w, h int, pf, flags C.int) error {
+func decodeOffP(ctx context.Context, jpeg, dst []byte, w, h int, f Factor, cmyk, fast bool) error {
 	efd, _, e := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if e != 0 {
 		return fmt.Errorf("turbojpeg: eventfd: %w", e)
@@ -243,11 +358,17 @@ func decodeOffP(jpeg, dst []byte, w, h int, pf, flags C.int) error {
 	pin.Pin(&jpeg[0])
 	pin.Pin(&dst[0])
 	job.src, job.src_size = (*C.uchar)(unsafe.Pointer(&jpeg[0])), C.ulong(len(jpeg))
-	job.dst, job.w, job.h, job.pf, job.flags = (*C.uchar)(unsafe.Pointer(&dst[0])), C.int(w), C.int(h), pf, flags
+	job.dst, job.w, job.h = (*C.uchar)(unsafe.Pointer(&dst[0])), C.int(w), C.int(h)
+	job.num, job.denom, job.cmyk, job.fast = C.int(f.Num), C.int(f.Denom), cBool(cmyk), cBool(fast)
 	job.done_fd = C.int(efd)
 	if errno := C.lk_submit(job); errno != 0 {
 		return fmt.Errorf("turbojpeg: starting a decoding thread: %w", syscall.Errno(errno))
 	}
+	cancelled := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		C.lk_cancel(job)
+		close(cancelled)
+	})
 	// The job, jpeg and dst are the C thread's until it signals: wait for
 	// that whatever happens. Should the poller fail us, wait on the
 	// descriptor itself; returning early would free what the thread writes.
@@ -260,8 +381,21 @@ func decodeOffP(jpeg, dst []byte, w, h int, pf, flags C.int) error {
 			time.Sleep(time.Millisecond)
 		}
 	}
+	if !stop() {
+		<-cancelled // lk_cancel has the job: wait before it is freed
+	}
 	if job.rc != 0 {
+		if job.code == C.LK_CANCELLED {
+			return fmt.Errorf("turbojpeg: decoding stopped: %w", context.Cause(ctx))
+		}
 		return tjError(job.code, "decoding", C.GoString(&job.msg[0]))
 	}
 	return nil
+}
+
+func cBool(v bool) C.int {
+	if v {
+		return 1
+	}
+	return 0
 }

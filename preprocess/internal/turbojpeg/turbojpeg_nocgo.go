@@ -2,6 +2,8 @@
 
 package turbojpeg
 
+import "context"
+
 // Available reports whether libjpeg-turbo is linked in.
 func Available() bool { return false }
 
@@ -16,6 +18,6 @@ func DecodeHeader([]byte) (Header, error) { return Header{}, ErrUnavailable }
 func Factors() []Factor { return nil }
 
 // DecodeRGB returns ErrUnavailable.
-func DecodeRGB(_ []byte, _ Factor, _ bool, dst []byte) ([]byte, int, int, error) {
+func DecodeRGB(_ context.Context, _ []byte, _ Factor, _ bool, dst []byte) ([]byte, int, int, error) {
 	return dst, 0, 0, ErrUnavailable
 }

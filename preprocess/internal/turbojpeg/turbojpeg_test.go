@@ -2,11 +2,15 @@ package turbojpeg
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"image"
 	"image/color"
 	"image/jpeg"
 	"testing"
+	"time"
+
+	"github.com/lookalike-dev/lookalike/preprocess/internal/imagecorpus"
 )
 
 func sample(t *testing.T, w, h int) []byte {
@@ -27,7 +31,7 @@ func sample(t *testing.T, w, h int) []byte {
 func TestDecodeRGB(t *testing.T) {
 	j := sample(t, 200, 100)
 	if !Available() {
-		if _, _, _, err := DecodeRGB(j, Factor{1, 2}, false, nil); !errors.Is(err, ErrUnavailable) {
+		if _, _, _, err := DecodeRGB(context.Background(), j, Factor{1, 2}, false, nil); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("got %v, want ErrUnavailable", err)
 		}
 		return
@@ -41,7 +45,7 @@ func TestDecodeRGB(t *testing.T) {
 		w, h int
 	}{{Factor{1, 1}, 200, 100}, {Factor{1, 2}, 100, 50}, {Factor{1, 4}, 50, 25}, {Factor{1, 8}, 25, 13}}
 	for _, tc := range tests {
-		pix, w, hh, err := DecodeRGB(j, tc.f, false, nil)
+		pix, w, hh, err := DecodeRGB(context.Background(), j, tc.f, false, nil)
 		if err != nil || w != tc.w || hh != tc.h || len(pix) != w*hh*3 {
 			t.Fatalf("%v: %dx%d (%d bytes), %v; want %dx%d", tc.f, w, hh, len(pix), err, tc.w, tc.h)
 		}
@@ -51,7 +55,7 @@ func TestDecodeRGB(t *testing.T) {
 			t.Errorf("%v: blue %d, want ~128", tc.f, pix[o+2])
 		}
 	}
-	if _, _, _, err := DecodeRGB(j[:len(j)/2], Factor{1, 1}, false, nil); err == nil {
+	if _, _, _, err := DecodeRGB(context.Background(), j[:len(j)/2], Factor{1, 1}, false, nil); err == nil {
 		t.Fatal("truncated JPEG decoded without error")
 	}
 	if _, err := DecodeHeader([]byte("not a jpeg")); err == nil {
@@ -74,5 +78,37 @@ func TestOneArena(t *testing.T) {
 		if got := OneArena(func(k string) string { return tc.env[k] }); got != tc.want {
 			t.Errorf("OneArena(%v) = %v, want %v", tc.env, got, tc.want)
 		}
+	}
+}
+
+// A decode whose context ends stops between two rows of its pass, long
+// before it would have finished, and says why; a second decode after it
+// works.
+func TestDecodeStopsWhenCancelled(t *testing.T) {
+	if !Available() {
+		t.Skip("built without libjpeg-turbo")
+	}
+	// Many passes over a large frame: a decode of a second or so.
+	slow := imagecorpus.Craft(imagecorpus.Crafted{W: 7000, H: 7000, Comps: 1, Adobe: -1, Progressive: true, Sized: true, ACScans: 30})
+	f := Factor{Num: 1, Denom: 8}
+	start := time.Now()
+	if _, _, _, err := DecodeRGB(context.Background(), slow, f, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	full := time.Since(start)
+	ctx, cancel := context.WithTimeout(context.Background(), full/10)
+	defer cancel()
+	start = time.Now()
+	_, _, _, err := DecodeRGB(ctx, slow, f, false, nil)
+	stopped := time.Since(start)
+	t.Logf("full decode %v; with a deadline of %v, stopped after %v: %v", full, full/10, stopped, err)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the deadline", err)
+	}
+	if stopped > full/2 {
+		t.Fatalf("stopped after %v, the whole decode takes %v", stopped, full)
+	}
+	if _, _, _, err := DecodeRGB(context.Background(), sample(t, 64, 48), Factor{1, 1}, false, nil); err != nil {
+		t.Fatal(err)
 	}
 }
