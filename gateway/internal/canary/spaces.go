@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strings"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
@@ -30,33 +28,15 @@ type Doer interface {
 	Do(*http.Request) (*http.Response, error)
 }
 
-// SearchSpaces implements Spaces on a searchv1 client. The alias list and
-// alias removal (GET /v1/aliases, DELETE /v1/aliases/{alias}) are served by
-// search but have no client method in searchv1, so they are called here.
+// SearchSpaces implements Spaces on a searchv1 client, where removing what
+// is already gone succeeds (a rollout step may be retried).
 type SearchSpaces struct {
 	*searchv1.Client
 }
 
-func (s SearchSpaces) doer() Doer {
-	if s.HTTP == nil {
-		return http.DefaultClient
-	}
-	return s.HTTP
-}
-
-func (s SearchSpaces) url(route string) string { return strings.TrimRight(s.BaseURL, "/") + route }
-
-// Aliases lists every alias.
-func (s SearchSpaces) Aliases(ctx context.Context) ([]searchv1.AliasInfo, error) {
-	var out searchv1.AliasList
-	err := callJSON(ctx, s.doer(), http.MethodGet, s.url(searchv1.RouteAliases), "", nil, &out)
-	return out.Aliases, err
-}
-
 // DeleteAlias removes an alias; removing an absent alias succeeds.
 func (s SearchSpaces) DeleteAlias(ctx context.Context, alias string) error {
-	u := s.url(strings.Replace(searchv1.RouteAlias, ":alias", url.PathEscape(alias), 1))
-	err := callJSON(ctx, s.doer(), http.MethodDelete, u, "", nil, nil)
+	err := s.Client.DeleteAlias(ctx, alias)
 	if apierror.CodeOf(err) == apierror.CodeNotFound {
 		return nil
 	}
