@@ -248,3 +248,28 @@ func TestGIFAndPNGBombs(t *testing.T) {
 		t.Errorf("row 0 column 3: % x, want the background", got)
 	}
 }
+
+// The marker walk takes what both decoders take: fill bytes before a
+// marker and junk between segments (image/jpeg skips it; libjpeg-turbo
+// warns and image/jpeg decodes it).
+func TestMarkerWalkTolerance(t *testing.T) {
+	base := imagecorpus.Generate()[0].Data  // jpeg-baseline
+	n := 4 + int(base[4])<<8 | int(base[5]) // SOI, then the first segment
+	insert := func(at int, b string) []byte {
+		return append(append(append([]byte{}, base[:at]...), b...), base[at:]...)
+	}
+	for name, data := range map[string][]byte{
+		"fill bytes":                insert(n, "\xff\xff\xff"),
+		"junk between segments":     insert(n, "junk"),
+		"fill bytes before the end": insert(len(base)-2, "\xff\xff"),
+		"junk after the end":        append(append([]byte{}, base...), "trailing"...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			for dec, err := range decodeBoth(t, data, 0) {
+				if err != nil {
+					t.Errorf("%s: %v", dec, err)
+				}
+			}
+		})
+	}
+}

@@ -386,7 +386,7 @@ func decodeOffP(ctx context.Context, jpeg, dst []byte, w, h int, f Factor, cmyk,
 	}
 	if job.rc != 0 {
 		if job.code == C.LK_CANCELLED {
-			return fmt.Errorf("turbojpeg: decoding stopped: %w", context.Cause(ctx))
+			return fmt.Errorf("turbojpeg: decoding stopped: %w", ctx.Err())
 		}
 		return tjError(job.code, "decoding", C.GoString(&job.msg[0]))
 	}
