@@ -270,7 +270,9 @@ func (r *Reader) nextCSV() (Record, error) {
 				seen[h] = true
 			}
 			if !seen["sku"] || !seen["image"] {
-				r.hdrErr = fmt.Errorf("%s: CSV header %q lacks sku or image", CodeMissingHeader, hdr)
+				// The header is not quoted: a file that is no catalog must not
+				// have its first line copied into a job's error.
+				r.hdrErr = fmt.Errorf("%s: the CSV header (%d columns) has no sku or no image column", CodeMissingHeader, len(hdr))
 			}
 		}
 	}

@@ -250,3 +250,21 @@ func FuzzReaderCSV(f *testing.F) {
 		}
 	})
 }
+
+// A file that is not a catalog is refused without its contents in the error.
+func TestHeaderErrorQuotesNoContent(t *testing.T) {
+	for _, body := range []string{
+		"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+		"name,secret-token-value\nA,B\n",
+	} {
+		_, err := NewReader(strings.NewReader(body), CSV).Next()
+		if err == nil || !strings.HasPrefix(err.Error(), CodeMissingHeader) {
+			t.Fatalf("%q: err %v, want %s", body, err, CodeMissingHeader)
+		}
+		for _, part := range []string{"root", "/bin/bash", "secret-token-value"} {
+			if strings.Contains(err.Error(), part) {
+				t.Fatalf("error %q quotes the file (%q)", err, part)
+			}
+		}
+	}
+}

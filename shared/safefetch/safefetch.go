@@ -15,6 +15,7 @@
 package safefetch
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -81,6 +82,8 @@ type Result struct {
 	ContentType string
 	// FinalURL is the URL the body came from, after redirects.
 	FinalURL string
+	// Size is the body's length in bytes.
+	Size int64
 }
 
 // Fetcher fetches images safely. It is safe for concurrent use.
@@ -271,36 +274,78 @@ func (f *Fetcher) client(t target) *http.Client {
 func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
-	u, err := f.parse(rawURL)
+	u, resp, err := f.open(ctx, rawURL)
 	if err != nil {
 		return Result{}, err
+	}
+	defer resp.Body.Close()
+	return f.read(ctx, u, resp)
+}
+
+// FetchTo is Fetch writing the body to w as it arrives instead of holding
+// it (a catalog of a gigabyte, say): the same checks apply, the size limit
+// while streaming. On an error w may hold part of the body. The Result has
+// no Body; Size is the bytes written.
+func (f *Fetcher) FetchTo(ctx context.Context, rawURL string, w io.Writer) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
+	defer cancel()
+	u, resp, err := f.open(ctx, rawURL)
+	if err != nil {
+		return Result{}, err
+	}
+	defer resp.Body.Close()
+	if err := f.checkResponse(u, resp); err != nil {
+		return Result{}, err
+	}
+	br := bufio.NewReaderSize(resp.Body, 512)
+	head, _ := br.Peek(512)
+	ct := http.DetectContentType(head)
+	if !f.opts.AnyContent && !strings.HasPrefix(ct, "image/") {
+		return Result{}, apierror.New(http.StatusUnsupportedMediaType, CodeNotImage,
+			"url does not hold an image (sniffed %s)", ct)
+	}
+	n, err := io.Copy(w, io.LimitReader(br, f.opts.MaxBytes+1))
+	if n > f.opts.MaxBytes {
+		return Result{}, apierror.New(http.StatusRequestEntityTooLarge, CodeFetchTooLarge,
+			"body at url is over the %d byte limit", f.opts.MaxBytes)
+	}
+	if err != nil {
+		return Result{}, f.ctxErr(ctx, fetchFailed(err, "reading %s failed", u.Redacted()))
+	}
+	return Result{ContentType: ct, FinalURL: u.String(), Size: n}, nil
+}
+
+// open follows rawURL's redirects, each checked, to the response that is
+// not one.
+func (f *Fetcher) open(ctx context.Context, rawURL string) (*url.URL, *http.Response, error) {
+	u, err := f.parse(rawURL)
+	if err != nil {
+		return nil, nil, err
 	}
 	for hop := 0; ; hop++ {
 		addr, err := f.resolve(ctx, u)
 		if err != nil {
-			return Result{}, f.ctxErr(ctx, err)
+			return nil, nil, f.ctxErr(ctx, err)
 		}
 		resp, err := f.get(ctx, target{u: u, addr: addr})
 		if err != nil {
-			return Result{}, f.ctxErr(ctx, err)
+			return nil, nil, f.ctxErr(ctx, err)
 		}
-		if isRedirect(resp.StatusCode) {
-			loc := resp.Header.Get("Location")
-			resp.Body.Close()
-			if hop >= f.opts.MaxRedirects {
-				return Result{}, fetchFailed(nil, "more than %d redirects", f.opts.MaxRedirects)
-			}
-			next, err := u.Parse(loc)
-			if err != nil || loc == "" {
-				return Result{}, fetchFailed(err, "redirect without a usable location")
-			}
-			if u, err = f.parse(next.String()); err != nil {
-				return Result{}, err
-			}
-			continue
+		if !isRedirect(resp.StatusCode) {
+			return u, resp, nil
 		}
-		defer resp.Body.Close()
-		return f.read(ctx, u, resp)
+		loc := resp.Header.Get("Location")
+		resp.Body.Close()
+		if hop >= f.opts.MaxRedirects {
+			return nil, nil, fetchFailed(nil, "more than %d redirects", f.opts.MaxRedirects)
+		}
+		next, err := u.Parse(loc)
+		if err != nil || loc == "" {
+			return nil, nil, fetchFailed(err, "redirect without a usable location")
+		}
+		if u, err = f.parse(next.String()); err != nil {
+			return nil, nil, err
+		}
 	}
 }
 
@@ -331,13 +376,20 @@ func (f *Fetcher) get(ctx context.Context, t target) (*http.Response, error) {
 	return resp, nil
 }
 
-func (f *Fetcher) read(ctx context.Context, u *url.URL, resp *http.Response) (Result, error) {
+func (f *Fetcher) checkResponse(u *url.URL, resp *http.Response) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return Result{}, fetchFailed(nil, "fetching %s answered %d", u.Redacted(), resp.StatusCode)
+		return fetchFailed(nil, "fetching %s answered %d", u.Redacted(), resp.StatusCode)
 	}
 	if resp.ContentLength > f.opts.MaxBytes {
-		return Result{}, apierror.New(http.StatusRequestEntityTooLarge, CodeFetchTooLarge,
-			"image at url is %d bytes, over the %d byte limit", resp.ContentLength, f.opts.MaxBytes)
+		return apierror.New(http.StatusRequestEntityTooLarge, CodeFetchTooLarge,
+			"body at url is %d bytes, over the %d byte limit", resp.ContentLength, f.opts.MaxBytes)
+	}
+	return nil
+}
+
+func (f *Fetcher) read(ctx context.Context, u *url.URL, resp *http.Response) (Result, error) {
+	if err := f.checkResponse(u, resp); err != nil {
+		return Result{}, err
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.opts.MaxBytes+1))
 	if err != nil {
@@ -352,7 +404,7 @@ func (f *Fetcher) read(ctx context.Context, u *url.URL, resp *http.Response) (Re
 		return Result{}, apierror.New(http.StatusUnsupportedMediaType, CodeNotImage,
 			"url does not hold an image (sniffed %s)", ct)
 	}
-	return Result{Body: body, ContentType: ct, FinalURL: u.String()}, nil
+	return Result{Body: body, ContentType: ct, FinalURL: u.String(), Size: int64(len(body))}, nil
 }
 
 // ctxErr reports a timeout as such.

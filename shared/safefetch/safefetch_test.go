@@ -293,28 +293,99 @@ func TestFetchLimits(t *testing.T) {
 		{"404", "/missing", http.StatusUnprocessableEntity, CodeFetchFailed},
 		{"redirect loop", "/loop", http.StatusUnprocessableEntity, CodeFetchFailed},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			f, _ := newFetcher(t, srv, Options{Resolver: res, MaxBytes: 2048, Timeout: 300 * time.Millisecond})
-			start := time.Now()
-			r, err := f.Fetch(context.Background(), "http://shop.test"+c.path)
-			if el := time.Since(start); el > 2*time.Second {
-				t.Fatalf("took %s", el)
-			}
-			if c.code == "" {
-				if err != nil {
-					t.Fatalf("Fetch: %v", err)
+	// Fetch holds the body; FetchTo streams it, under the same checks.
+	fetchers := map[string]func(f *Fetcher, url string) (Result, error){
+		"Fetch": func(f *Fetcher, url string) (Result, error) { return f.Fetch(context.Background(), url) },
+		"FetchTo": func(f *Fetcher, url string) (Result, error) {
+			var b bytes.Buffer
+			r, err := f.FetchTo(context.Background(), url, &b)
+			r.Body = b.Bytes()
+			return r, err
+		},
+	}
+	for name, fetch := range fetchers {
+		for _, c := range cases {
+			t.Run(name+"/"+c.name, func(t *testing.T) {
+				f, _ := newFetcher(t, srv, Options{Resolver: res, MaxBytes: 2048, Timeout: 300 * time.Millisecond})
+				start := time.Now()
+				r, err := fetch(f, "http://shop.test"+c.path)
+				if el := time.Since(start); el > 2*time.Second {
+					t.Fatalf("took %s", el)
 				}
-				if r.ContentType != "image/png" || !bytes.Equal(r.Body, img) {
-					t.Fatalf("got %s, %d bytes", r.ContentType, len(r.Body))
+				if c.code == "" {
+					if err != nil {
+						t.Fatalf("Fetch: %v", err)
+					}
+					if r.ContentType != "image/png" || !bytes.Equal(r.Body, img) || r.Size != int64(len(img)) {
+						t.Fatalf("got %s, %d bytes (size %d)", r.ContentType, len(r.Body), r.Size)
+					}
+					if !strings.HasPrefix(r.FinalURL, "http://shop.test/") {
+						t.Fatalf("final url %s", r.FinalURL)
+					}
+					return
 				}
-				if !strings.HasPrefix(r.FinalURL, "http://shop.test/") {
-					t.Fatalf("final url %s", r.FinalURL)
-				}
-				return
-			}
-			wantCode(t, err, c.status, c.code)
-		})
+				wantCode(t, err, c.status, c.code)
+			})
+		}
+	}
+}
+
+// gate is a writer that says when its first bytes arrived (a plain
+// Writer: no ReadFrom for io.Copy to take instead).
+type gate struct {
+	buf   bytes.Buffer
+	first chan struct{}
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	if g.buf.Len() == 0 && len(p) > 0 {
+		close(g.first)
+	}
+	return g.buf.Write(p)
+}
+
+func (g *gate) Len() int { return g.buf.Len() }
+
+// FetchTo writes the body as it arrives: the server sends the second half
+// only once the writer has the first, so a fetcher that held the body
+// would wait for the server's fallback; and the size limit cuts a body
+// with no length while it streams.
+func TestFetchToStreams(t *testing.T) {
+	const half = 64 << 10
+	released := make(chan bool, 1)
+	var w *gate
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.WriteHeader(200)
+		rw.Write(bytes.Repeat([]byte("a"), half))
+		rw.(http.Flusher).Flush()
+		select {
+		case <-w.first:
+			released <- true
+		case <-time.After(10 * time.Second):
+			released <- false
+		}
+		rw.Write(bytes.Repeat([]byte("b"), half))
+	}))
+	defer srv.Close()
+	res := &mapResolver{table: map[string][]string{"shop.test": {publicIP}}}
+
+	w = &gate{first: make(chan struct{})}
+	f, _ := newFetcher(t, srv, Options{Resolver: res, AnyContent: true, MaxBytes: 4 * half, Timeout: 30 * time.Second})
+	r, err := f.FetchTo(context.Background(), "http://shop.test/catalog.jsonl", w)
+	if err != nil || r.Size != 2*half || w.Len() != 2*half || r.Body != nil {
+		t.Fatalf("FetchTo: %v, size %d, wrote %d", err, r.Size, w.Len())
+	}
+	if !<-released {
+		t.Fatal("the writer saw no byte before the whole body was sent: the body was held, not streamed")
+	}
+
+	w = &gate{first: make(chan struct{})}
+	f, _ = newFetcher(t, srv, Options{Resolver: res, AnyContent: true, MaxBytes: half + 100, Timeout: 30 * time.Second})
+	_, err = f.FetchTo(context.Background(), "http://shop.test/catalog.jsonl", w)
+	wantCode(t, err, http.StatusRequestEntityTooLarge, CodeFetchTooLarge)
+	<-released
+	if w.Len() > half+101 {
+		t.Fatalf("wrote %d bytes past a %d byte limit", w.Len(), half+100)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/time/rate"
 
-	"github.com/lookalike-dev/lookalike/gateway/internal/adminauth"
+	"github.com/lookalike-dev/lookalike/shared/adminkey"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 )
 
@@ -83,7 +83,7 @@ type RateConfig struct {
 // ClientID names the client a request counts against: with byKey, a digest
 // of its bearer key when it sends one (never the key itself); else its IP.
 func ClientID(c echo.Context, byKey, trustForwarded bool) string {
-	if tok, ok := adminauth.Bearer(c.Request()); ok && byKey {
+	if tok, ok := adminkey.Bearer(c.Request()); ok && byKey {
 		d := sha256.Sum256([]byte(tok))
 		return "key:" + hex.EncodeToString(d[:8])
 	}

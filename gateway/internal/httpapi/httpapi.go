@@ -13,11 +13,11 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/lookalike-dev/lookalike/gateway/internal/adminauth"
 	"github.com/lookalike-dev/lookalike/gateway/internal/guard"
 	"github.com/lookalike-dev/lookalike/gateway/internal/pipeline"
 	"github.com/lookalike-dev/lookalike/gateway/internal/productimage"
 	"github.com/lookalike-dev/lookalike/gateway/internal/web"
+	"github.com/lookalike-dev/lookalike/shared/adminkey"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/gatewayv1"
@@ -89,7 +89,7 @@ type Deps struct {
 	Pipeline Backend
 	Fetcher  *safefetch.Fetcher
 	Images   *productimage.Source
-	Keys     *adminauth.Keys
+	Keys     *adminkey.Keys
 	Chooser  ModelChooser
 	Limits   Limits
 	Log      *slog.Logger

@@ -15,12 +15,12 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/lookalike-dev/lookalike/gateway/internal/adminauth"
 	"github.com/lookalike-dev/lookalike/gateway/internal/canary"
 	"github.com/lookalike-dev/lookalike/gateway/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/gateway/internal/pipeline"
 	"github.com/lookalike-dev/lookalike/gateway/internal/productimage"
 	"github.com/lookalike-dev/lookalike/gateway/internal/upstream"
+	"github.com/lookalike-dev/lookalike/shared/adminkey"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/preprocessv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
@@ -45,6 +45,10 @@ type Config struct {
 	// AdminKeys (comma-separated) and AdminKeyFile hold the admin keys.
 	AdminKeys    string
 	AdminKeyFile string
+	// AdminAuthFailures per minute (burst AdminAuthFailureBurst) are the
+	// wrong admin keys a client IP may send (0: defaults; negative: no limit).
+	AdminAuthFailures     float64
+	AdminAuthFailureBurst int
 	// Retries is the extra attempts per downstream call (negative: none).
 	Retries int
 	// A breaker opens for BreakerOpen when BreakerFailureRatio of the calls
@@ -117,7 +121,8 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if !searchv1.ValidName(cfg.Catalog) {
 		return nil, fmt.Errorf("catalog name %q is not valid", cfg.Catalog)
 	}
-	keys, err := adminauth.New(cfg.AdminKeys, cfg.AdminKeyFile, log)
+	keys, err := adminkey.New(adminkey.Config{Keys: cfg.AdminKeys, File: cfg.AdminKeyFile,
+		FailuresPerMinute: cfg.AdminAuthFailures, FailureBurst: cfg.AdminAuthFailureBurst}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -88,14 +88,17 @@ type config struct {
 	StopAfter          int     `conf:"default:0,help:cancel after this many items (testing)"`
 
 	// Serve mode and telemetry.
-	Addr            string        `conf:"default:127.0.0.1:8084,help:admin API listen address (serve)"`
-	Pprof           bool          `conf:"default:false,help:serve /debug/pprof/ on the metrics listener (serve)"`
-	DrainDelay      time.Duration `conf:"default:2s,help:time NotReady before the listener closes on SIGTERM (serve)"`
-	ShutdownTimeout time.Duration `conf:"default:20s,help:graceful shutdown bound (serve)"`
-	MetricsAddr     string        `conf:"help:internal listener: /metrics (run and serve), /version /readyz details and pprof (serve); never route it publicly (off when empty)"`
-	AdminKey        string        `conf:"mask,help:Bearer key of the admin API (serve; env LOOKALIKE_ADMIN_KEY or INDEXER_ADMIN_KEY)"`
-	CatalogRoot     string        `conf:"help:folder catalog_path of an API job may name (serve; empty: paths refused)"`
-	LogLevel        string        `conf:"default:info"`
+	Addr                  string        `conf:"default:127.0.0.1:8084,help:admin API listen address (serve)"`
+	Pprof                 bool          `conf:"default:false,help:serve /debug/pprof/ on the metrics listener (serve)"`
+	DrainDelay            time.Duration `conf:"default:2s,help:time NotReady before the listener closes on SIGTERM (serve)"`
+	ShutdownTimeout       time.Duration `conf:"default:20s,help:graceful shutdown bound (serve)"`
+	MetricsAddr           string        `conf:"help:internal listener: /metrics (run and serve), /version /readyz details and pprof (serve); never route it publicly (off when empty)"`
+	AdminKey              string        `conf:"mask,help:Bearer keys of the admin API, comma-separated for rotation (serve; env LOOKALIKE_ADMIN_KEY or INDEXER_ADMIN_KEY)"`
+	AdminKeyFile          string        `conf:"help:file of admin keys one a line, re-read when it changes (serve; env LOOKALIKE_ADMIN_KEY_FILE or INDEXER_ADMIN_KEY_FILE)"`
+	AdminAuthFailures     float64       `conf:"default:10,help:wrong admin keys allowed per client IP per minute before 429 (serve; negative: no limit)"`
+	AdminAuthFailureBurst int           `conf:"default:10,help:wrong admin keys a client IP may send at once (serve)"`
+	CatalogRoot           string        `conf:"help:folder catalog_path of an API job may name (serve; empty: paths refused)"`
+	LogLevel              string        `conf:"default:info"`
 }
 
 func main() {
@@ -127,7 +130,10 @@ func run(ctx context.Context, log *slog.Logger) (int, error) {
 		return exitRefused, fmt.Errorf("parsing config: %w", err)
 	}
 	if cfg.AdminKey == "" {
-		cfg.AdminKey = os.Getenv("LOOKALIKE_ADMIN_KEY") // the suite-wide name
+		cfg.AdminKey = os.Getenv("LOOKALIKE_ADMIN_KEY") // the suite-wide names, as the gateway reads them
+	}
+	if cfg.AdminKeyFile == "" {
+		cfg.AdminKeyFile = os.Getenv("LOOKALIKE_ADMIN_KEY_FILE")
 	}
 	if lvl := logging.ParseLevel(cfg.LogLevel); lvl != slog.LevelInfo {
 		log = logging.New(os.Stderr, "indexer", lvl)

@@ -270,9 +270,11 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// serve mode end to end: readiness, auth, a job through the API, metrics,
-// and a clean exit on SIGTERM.
+// serve mode end to end: readiness, auth with a rotated key list (the
+// setting the gateway reads), a job through the API, metrics, and a clean
+// exit on SIGTERM.
 func TestServeMode(t *testing.T) {
+	const oldKey, newKey = "k3y-old-0123456789", "k3y-new-0123456789"
 	s := newStack(t)
 	catDir := t.TempDir()
 	_, want, err := testcat.Write(catDir, testcat.Options{Good: 25, Bad: true})
@@ -281,7 +283,7 @@ func TestServeMode(t *testing.T) {
 	}
 	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	c := s.cmd("", t.TempDir(), "--addr="+addr, "--metrics-addr="+metricsAddr, "--catalog-root="+catDir, "--drain-delay=0s")
-	c.Env = append(c.Env, "INDEXER_TEST_ARGS=serve "+strings.TrimPrefix(envArg(c.Env), "run "), "LOOKALIKE_ADMIN_KEY=k3y")
+	c.Env = append(c.Env, "INDEXER_TEST_ARGS=serve "+strings.TrimPrefix(envArg(c.Env), "run "), "LOOKALIKE_ADMIN_KEY="+oldKey+","+newKey)
 	var errb bytes.Buffer
 	c.Stderr = &errb
 	if err := c.Start(); err != nil {
@@ -317,10 +319,15 @@ func TestServeMode(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b
 	}
-	if code, _ := call("POST", "/v1/index/jobs", `{"catalog_path":"catalog.jsonl"}`, "wrong"); code != 401 {
-		t.Fatalf("wrong key: %d", code)
+	for key, want := range map[string]int{"wrong": 401, oldKey: 200, newKey: 200, oldKey + "," + newKey: 401} {
+		if code, _ := call("GET", "/v1/index/jobs", "", key); code != want {
+			t.Fatalf("key %q: %d, want %d", key, code, want)
+		}
 	}
-	code, b := call("POST", "/v1/index/jobs", `{"catalog_path":"catalog.jsonl"}`, "k3y")
+	if code, b := call("POST", "/v1/index/jobs", `{"catalog_path":"catalog.jsonl","upload":"../../../../etc/passwd"}`, newKey); code != 400 || bytes.Contains(b, []byte("root:")) {
+		t.Fatalf("spec naming an upload: %d %s", code, b)
+	}
+	code, b := call("POST", "/v1/index/jobs", `{"catalog_path":"catalog.jsonl"}`, oldKey)
 	if code != 202 {
 		t.Fatalf("POST: %d %s", code, b)
 	}
@@ -331,7 +338,7 @@ func TestServeMode(t *testing.T) {
 	}
 	json.Unmarshal(b, &in)
 	for range 1000 {
-		_, b = call("GET", "/v1/index/jobs/"+in.ID, "", "k3y")
+		_, b = call("GET", "/v1/index/jobs/"+in.ID, "", newKey)
 		json.Unmarshal(b, &in)
 		if in.State == job.StateCompleted || in.State == job.StateFailed {
 			break

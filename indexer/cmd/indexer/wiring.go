@@ -51,14 +51,11 @@ func newDeps(cfg config, tel *telemetry.Telemetry) (deps, error) {
 	return d, nil
 }
 
-// downloadCatalog fetches a catalog URL through the SSRF-safe fetcher.
+// downloadCatalog streams a catalog URL into w through the SSRF-safe
+// fetcher, which enforces the size limit as the bytes arrive.
 func downloadCatalog(ctx context.Context, f *safefetch.Fetcher, rawURL string, w io.Writer) error {
-	res, err := f.Fetch(ctx, rawURL)
-	if err != nil {
+	if _, err := f.FetchTo(ctx, rawURL, w); err != nil {
 		return fmt.Errorf("fetching catalog: %w", err)
-	}
-	if _, err := w.Write(res.Body); err != nil {
-		return fmt.Errorf("writing catalog: %w", err)
 	}
 	return nil
 }
@@ -105,9 +102,6 @@ func (d deps) jobConfig(cfg config, s admin.Spec, stateDir, catalogPath string, 
 		CheckpointEvery: cfg.CheckpointEvery, StopAfter: cfg.StopAfter,
 	}
 	jc.ImageRoot = cfg.ImageRoot
-	if s.Upload != "" { // an uploaded catalog's relative paths resolve under --catalog-root only
-		jc.ImageRoot, jc.NoLocalImages = cfg.CatalogRoot, cfg.CatalogRoot == ""
-	}
 	if s.MaxErrorRatio > 0 {
 		jc.MaxErrorRatio = s.MaxErrorRatio
 	}

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"bufio"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lookalike-dev/lookalike/indexer/internal/job"
+	"github.com/lookalike-dev/lookalike/shared/adminkey"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 )
@@ -35,11 +35,9 @@ const (
 // API serves the admin routes.
 type API struct {
 	M *Manager
-	// Key is the admin key callers send as "Authorization: Bearer <key>".
-	Key string
-	// CatalogRoot, when set, is the only folder catalog_path may name
-	// (paths are resolved inside it); empty refuses catalog_path.
-	CatalogRoot string
+	// Keys are the admin keys callers send as "Authorization: Bearer <key>"
+	// (the suite's shared admin-key code; nil refuses every request).
+	Keys *adminkey.Keys
 	// MaxUpload bounds an uploaded catalog.
 	MaxUpload int64
 }
@@ -55,15 +53,30 @@ func (a *API) Register(e *echo.Echo) {
 }
 
 func (a *API) auth(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		h := c.Request().Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || a.Key == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(a.Key)) != 1 {
-			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="lookalike-indexer"`)
-			return apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "missing or wrong admin key")
+	if a.Keys == nil {
+		return func(echo.Context) error {
+			return apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "no admin key is configured")
 		}
-		return next(c)
 	}
+	return a.Keys.Middleware()(next)
+}
+
+// decodeSpec reads a JSON job spec. Unknown fields are refused, and so is
+// upload: the server names an uploaded catalog's file, never the caller.
+func decodeSpec(r io.Reader, what string) (Spec, error) {
+	var in struct {
+		Spec
+		Upload json.RawMessage `json:"upload"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return Spec{}, apierror.BadRequest(CodeBadSpec, "%s is not a job spec: %v", what, err)
+	}
+	if in.Upload != nil {
+		return Spec{}, apierror.BadRequest(CodeBadSpec, "upload is not a spec field: send the catalog as the body (application/x-ndjson, text/csv) or as the multipart part \"catalog\"")
+	}
+	return in.Spec, nil
 }
 
 func (a *API) start(c echo.Context) error {
@@ -87,8 +100,8 @@ func (a *API) start(c echo.Context) error {
 			}
 			switch p.FormName() {
 			case "spec":
-				if err := json.NewDecoder(io.LimitReader(p, 64<<10)).Decode(&s); err != nil {
-					return apierror.BadRequest(CodeBadSpec, "spec part is not a job spec: %v", err)
+				if s, err = decodeSpec(p, "spec part"); err != nil {
+					return err
 				}
 			case "catalog":
 				if s.Format == "" && strings.HasSuffix(strings.ToLower(p.FileName()), ".csv") {
@@ -110,10 +123,9 @@ func (a *API) start(c echo.Context) error {
 		}
 		return apierror.BadRequest(CodeBadSpec, "multipart upload has no catalog part")
 	case strings.HasPrefix(ct, "application/json"):
-		dec := json.NewDecoder(io.LimitReader(req.Body, 64<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
-			return apierror.BadRequest(CodeBadSpec, "body is not a job spec: %v", err)
+		var err error
+		if s, err = decodeSpec(req.Body, "body"); err != nil {
+			return err
 		}
 	case strings.HasPrefix(ct, "application/x-ndjson"), strings.HasPrefix(ct, "text/csv"):
 		q := req.URL.Query()
@@ -193,18 +205,9 @@ func (a *API) checkSpec(s *Spec, upload bool) error {
 	}
 	if s.CatalogPath != "" {
 		n++
-		if a.CatalogRoot == "" {
-			return apierror.New(http.StatusForbidden, apierror.CodeForbidden, "catalog_path is off on this server (no catalog root); send catalog_url or upload")
+		if err := a.checkCatalogPath(s); err != nil {
+			return err
 		}
-		rel := filepath.Clean(filepath.FromSlash(s.CatalogPath))
-		if filepath.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return apierror.New(http.StatusForbidden, apierror.CodeForbidden, "catalog_path must be relative to the catalog root and stay inside it")
-		}
-		full := filepath.Join(a.CatalogRoot, rel)
-		if st, err := os.Stat(full); err != nil || !st.Mode().IsRegular() {
-			return apierror.BadRequest(CodeBadSpec, "catalog_path %q is not a file under the catalog root", s.CatalogPath)
-		}
-		s.CatalogPath = full
 	}
 	if upload {
 		n++
@@ -229,6 +232,31 @@ func (a *API) checkSpec(s *Spec, upload bool) error {
 	if s.SkipDuplicates && len(s.ExtraModels) > 0 {
 		return apierror.BadRequest(CodeBadSpec, "skip_duplicates works with one target only")
 	}
+	return nil
+}
+
+// checkCatalogPath keeps s.CatalogPath a clean path that names a regular
+// file inside the catalog root, looked up through os.Root so that a
+// symlink out of the root is refused too.
+func (a *API) checkCatalogPath(s *Spec) error {
+	croot := a.M.CatalogRoot()
+	if croot == "" {
+		return apierror.New(http.StatusForbidden, apierror.CodeForbidden, "catalog_path is off on this server (no catalog root); send catalog_url or upload")
+	}
+	rel := filepath.Clean(filepath.FromSlash(s.CatalogPath))
+	if !filepath.IsLocal(rel) {
+		return apierror.New(http.StatusForbidden, apierror.CodeForbidden, "catalog_path must be relative to the catalog root and stay inside it")
+	}
+	root, err := os.OpenRoot(croot)
+	if err != nil {
+		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeUnavailable, "the catalog root cannot be opened")
+	}
+	defer root.Close()
+	// A link that leads out of the root fails here like a missing file.
+	if st, err := root.Stat(rel); err != nil || !st.Mode().IsRegular() {
+		return apierror.BadRequest(CodeBadSpec, "catalog_path %q is not a file under the catalog root", s.CatalogPath)
+	}
+	s.CatalogPath = filepath.ToSlash(rel)
 	return nil
 }
 

@@ -39,28 +39,45 @@ type Spec struct {
 	SkipDuplicates     bool     `json:"skip_duplicates,omitempty"`
 	NearDuplicateScore float32  `json:"near_duplicate_score,omitempty"`
 	MaxErrorRatio      float64  `json:"max_error_ratio,omitempty"`
-	// Upload is set by the server when the catalog came in the request.
+}
+
+// stored is a job as its folder keeps it (spec.json): the caller's spec
+// and what the server added. Upload is never taken from a caller.
+type stored struct {
+	Spec
 	Upload string `json:"upload,omitempty"`
 }
 
-// Factory turns a spec into a job config: it fills in the service clients,
-// the fetcher and the defaults. catalogPath is the local catalog file.
-type Factory func(s Spec, stateDir, catalogPath string, resume bool) (job.Config, error)
+// Source is where a job's catalog file is: Name inside the folder Root,
+// opened through os.Root.
+type Source struct {
+	Root, Name string
+	// Uploaded says the catalog came in the request: it has no folder of
+	// its own for relative image paths.
+	Uploaded bool
+}
 
-// Downloader fetches a catalog URL into w (bounded; the URL is checked).
+// Factory turns a spec into a job config: it fills in the service clients,
+// the fetcher and the defaults, and the catalog from src.
+type Factory func(s Spec, stateDir string, src Source, resume bool) (job.Config, error)
+
+// Downloader fetches a catalog URL into w as it arrives (bounded while
+// streaming; the URL is checked).
 type Downloader func(ctx context.Context, rawURL string, w io.Writer) error
 
 // Info is a job as the API shows it.
 type Info struct {
 	ID   string `json:"id"`
 	Spec Spec   `json:"spec"`
+	// Uploaded says the catalog came in the request.
+	Uploaded bool `json:"uploaded,omitempty"`
 	job.Status
 	CanceledByUser bool `json:"canceled_by_user,omitempty"`
 }
 
 type entry struct {
 	id       string
-	spec     Spec
+	spec     stored
 	dir      string
 	mu       sync.Mutex
 	j        *job.Job
@@ -73,10 +90,11 @@ type entry struct {
 
 // Manager runs jobs in the background.
 type Manager struct {
-	root     string
-	factory  Factory
-	download Downloader
-	log      *slog.Logger
+	root        string
+	catalogRoot string
+	factory     Factory
+	download    Downloader
+	log         *slog.Logger
 
 	mu   sync.Mutex
 	jobs map[string]*entry
@@ -84,15 +102,19 @@ type Manager struct {
 	wg   sync.WaitGroup
 }
 
-// NewManager keeps job folders under root. ctx bounds every job: when it
-// ends (shutdown), running jobs stop at a checkpoint and resume at the next
-// start.
-func NewManager(ctx context.Context, root string, f Factory, d Downloader, log *slog.Logger) (*Manager, error) {
+// NewManager keeps job folders under root; catalogRoot is the folder that
+// a spec's catalog_path is inside ("": none). ctx bounds every job: when
+// it ends (shutdown), running jobs stop at a checkpoint and resume at the
+// next start.
+func NewManager(ctx context.Context, root, catalogRoot string, f Factory, d Downloader, log *slog.Logger) (*Manager, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("creating state root: %w", err)
 	}
-	return &Manager{root: root, factory: f, download: d, log: log, jobs: map[string]*entry{}, ctx: ctx}, nil
+	return &Manager{root: root, catalogRoot: catalogRoot, factory: f, download: d, log: log, jobs: map[string]*entry{}, ctx: ctx}, nil
 }
+
+// CatalogRoot is the folder a catalog_path names a file in ("": none).
+func (m *Manager) CatalogRoot() string { return m.catalogRoot }
 
 const (
 	specFile     = "spec.json"
@@ -109,20 +131,25 @@ func newID() string {
 // Dir is a job's folder.
 func (m *Manager) Dir(id string) string { return filepath.Join(m.root, id) }
 
+// uploadFile is the name an uploaded catalog is stored under.
+func uploadFile(format string) string {
+	if format == "csv" {
+		return uploadName + ".csv"
+	}
+	return uploadName + ".jsonl"
+}
+
 // Start creates a job and runs it in the background. upload, when not nil,
 // is the catalog's bytes.
-func (m *Manager) Start(s Spec, upload io.Reader) (Info, error) {
+func (m *Manager) Start(spec Spec, upload io.Reader) (Info, error) {
 	id := newID()
 	dir := m.Dir(id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Info{}, fmt.Errorf("creating job folder: %w", err)
 	}
+	s := stored{Spec: spec}
 	if upload != nil {
-		ext := ".jsonl"
-		if s.Format == "csv" {
-			ext = ".csv"
-		}
-		s.Upload = uploadName + ext
+		s.Upload = uploadFile(s.Format)
 		f, err := os.Create(filepath.Join(dir, s.Upload))
 		if err != nil {
 			return Info{}, fmt.Errorf("storing upload: %w", err)
@@ -145,34 +172,66 @@ func (m *Manager) Start(s Spec, upload io.Reader) (Info, error) {
 	return e.info(), nil
 }
 
-// catalogPath returns the local catalog file of a job, downloading a URL
-// catalog into the job folder first (once).
-func (m *Manager) catalogPath(ctx context.Context, e *entry) (string, error) {
+// errBadStoredSpec refuses a spec.json naming files the server does not
+// write (edited by hand, or kept from before upload was a server field).
+var errBadStoredSpec = errors.New("the job's spec.json names a catalog file this server did not write; the job is not run")
+
+// source returns where a job's catalog file is, downloading a URL catalog
+// into the job folder first (once). Files are opened through os.Root, so
+// no name in a spec leads out of the job folder or the catalog root.
+func (m *Manager) source(ctx context.Context, e *entry) (Source, error) {
 	switch {
 	case e.spec.Upload != "":
-		return filepath.Join(e.dir, e.spec.Upload), nil
+		if e.spec.Upload != uploadFile(e.spec.Format) {
+			return Source{}, errBadStoredSpec
+		}
+		return Source{Root: e.dir, Name: e.spec.Upload, Uploaded: true}, nil
 	case e.spec.CatalogPath != "":
-		return e.spec.CatalogPath, nil
+		if m.catalogRoot == "" {
+			return Source{}, errors.New("catalog_path is off on this server (no catalog root)")
+		}
+		name := filepath.FromSlash(e.spec.CatalogPath)
+		if filepath.IsAbs(name) { // spec.json written by a version that stored the whole path
+			rel, err := filepath.Rel(m.catalogRoot, name)
+			if err != nil || !filepath.IsLocal(rel) {
+				return Source{}, errBadStoredSpec
+			}
+			name = rel
+		}
+		if !filepath.IsLocal(name) {
+			return Source{}, errBadStoredSpec
+		}
+		return Source{Root: m.catalogRoot, Name: name}, nil
+	case e.spec.CatalogURL == "":
+		return Source{}, errBadStoredSpec
 	}
 	name := "catalog" + map[catalog.Format]string{catalog.CSV: ".csv", catalog.JSONL: ".jsonl"}[catalog.DetectFormat(e.spec.CatalogURL)]
-	if e.spec.Format != "" {
+	if e.spec.Format == "csv" || e.spec.Format == "jsonl" {
 		name = "catalog." + e.spec.Format
 	}
-	p := filepath.Join(e.dir, name)
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	tmp := p + ".part"
-	f, err := os.Create(tmp)
+	root, err := os.OpenRoot(e.dir)
 	if err != nil {
-		return "", fmt.Errorf("creating catalog file: %w", err)
+		return Source{}, fmt.Errorf("opening job folder: %w", err)
+	}
+	defer root.Close()
+	src := Source{Root: e.dir, Name: name}
+	if _, err := root.Stat(name); err == nil {
+		return src, nil
+	}
+	tmp := name + ".part"
+	f, err := root.Create(tmp)
+	if err != nil {
+		return Source{}, fmt.Errorf("creating catalog file: %w", err)
 	}
 	err = m.download(ctx, e.spec.CatalogURL, f)
 	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("downloading catalog: %w", err)
+		root.Remove(tmp)
+		return Source{}, fmt.Errorf("downloading catalog: %w", err)
 	}
-	return p, os.Rename(tmp, p)
+	if err := root.Rename(tmp, name); err != nil {
+		return Source{}, fmt.Errorf("storing catalog: %w", err)
+	}
+	return src, nil
 }
 
 func (m *Manager) launch(e *entry, resume bool) {
@@ -189,12 +248,12 @@ func (m *Manager) launch(e *entry, resume bool) {
 			e.mu.Unlock()
 			m.log.Error("index job failed to start", "job", e.id, "err", err)
 		}
-		path, err := m.catalogPath(ctx, e)
+		src, err := m.source(ctx, e)
 		if err != nil {
 			fail(err)
 			return
 		}
-		cfg, err := m.factory(e.spec, e.dir, path, resume)
+		cfg, err := m.factory(e.spec.Spec, e.dir, src, resume)
 		if err != nil {
 			fail(err)
 			return
@@ -233,7 +292,7 @@ func (m *Manager) Resume() error {
 		if err != nil {
 			continue
 		}
-		var s Spec
+		var s stored
 		if err := json.Unmarshal(b, &s); err != nil {
 			m.log.Warn("skipping job with unreadable spec", "job", d.Name(), "err", err)
 			continue
@@ -323,7 +382,7 @@ func (e *entry) info() Info {
 	e.mu.Lock()
 	j, state, errMsg, user := e.j, e.state, e.err, e.userStop
 	e.mu.Unlock()
-	in := Info{ID: e.id, Spec: e.spec, CanceledByUser: user}
+	in := Info{ID: e.id, Spec: e.spec.Spec, Uploaded: e.spec.Upload != "", CanceledByUser: user}
 	if j != nil {
 		in.Status = j.Status()
 		return in

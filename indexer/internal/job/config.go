@@ -55,6 +55,9 @@ type Config struct {
 	// Catalog is a local path to a .jsonl/.csv file. Relative image paths
 	// resolve inside the catalog file's folder (never outside it).
 	Catalog string
+	// CatalogRoot, when set, makes Catalog a path inside this folder,
+	// opened through os.Root: neither ".." nor a symlink leads out of it.
+	CatalogRoot string
 	// CatalogURL, when set, is where the catalog came from: relative image
 	// references resolve against it and are fetched as URLs. The catalog
 	// bytes themselves are at Catalog (the caller downloads them first).

@@ -157,8 +157,27 @@ func (j *Job) format() catalog.Format {
 	return catalog.DetectFormat(j.cfg.Catalog)
 }
 
+// openCatalog opens the catalog file, through os.Root when it lives in a
+// catalog root.
+func (j *Job) openCatalog() (*os.File, error) {
+	if j.cfg.CatalogRoot == "" {
+		return os.Open(j.cfg.Catalog)
+	}
+	root, err := os.OpenRoot(j.cfg.CatalogRoot)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return root.Open(j.cfg.Catalog)
+}
+
+// catalogDir is the folder of the catalog file.
+func (j *Job) catalogDir() string {
+	return filepath.Dir(filepath.Join(j.cfg.CatalogRoot, j.cfg.Catalog))
+}
+
 func (j *Job) scan() (prescan, error) {
-	f, err := os.Open(j.cfg.Catalog)
+	f, err := j.openCatalog()
 	if err != nil {
 		return prescan{}, fmt.Errorf("%w: opening catalog: %w", ErrRefused, err)
 	}

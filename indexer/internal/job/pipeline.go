@@ -228,7 +228,7 @@ func (j *Job) dispatch(ctx context.Context, ps prescan, cp *Checkpoint, fetchQ c
 			replay[l] = true
 		}
 	}
-	f, err := os.Open(j.cfg.Catalog)
+	f, err := j.openCatalog()
 	if err != nil {
 		return fmt.Errorf("opening catalog: %w", err)
 	}
@@ -335,7 +335,7 @@ func (j *Job) newLoader(lim *hostLimiter) (*loader, error) {
 	if j.cfg.NoLocalImages {
 		return ld, nil
 	}
-	dir := filepath.Dir(j.cfg.Catalog)
+	dir := j.catalogDir()
 	if j.cfg.ImageRoot != "" {
 		dir = j.cfg.ImageRoot
 	}
