@@ -3,6 +3,7 @@ module github.com/lookalike-dev/lookalike/shared
 go 1.26.0
 
 require (
+	github.com/ardanlabs/conf/v3 v3.10.0
 	github.com/labstack/echo/v4 v4.16.4
 	github.com/prometheus/client_golang v1.25.0
 	go.opentelemetry.io/contrib/exporters/autoexport v0.72.0

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,12 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ardanlabs/conf/v3"
-
-	"github.com/lookalike-dev/lookalike/shared/buildinfo"
 	"github.com/lookalike-dev/lookalike/shared/logging"
 	"github.com/lookalike-dev/lookalike/shared/server"
-	"github.com/lookalike-dev/lookalike/shared/telemetry"
 
 	"github.com/lookalike-dev/lookalike/embed/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/embed/internal/modelspec"
@@ -31,13 +26,7 @@ import (
 var commit string
 
 type config struct {
-	Addr            string        `conf:"default:127.0.0.1:8082,help:listen address"`
-	MetricsAddr     string        `conf:"default:127.0.0.1:9082,help:internal listener: /metrics /version /readyz details and pprof (never route it publicly; empty: off)"`
-	Pprof           bool          `conf:"default:false,help:serve /debug/pprof/ on the internal listener"`
-	LogLevel        string        `conf:"default:info,help:debug info warn error"`
-	DrainDelay      time.Duration `conf:"default:5s,help:time NotReady before the listener closes on SIGTERM"`
-	ShutdownTimeout time.Duration `conf:"default:20s,help:graceful shutdown bound"`
-	MaxBodyBytes    int64         `conf:"default:67108864,help:most bytes of a request body"`
+	server.Settings
 
 	ModelsDir    string   `conf:"default:embed/models,help:folder of model spec files (YAML or JSON)"`
 	Models       []string `conf:"help:model ids to load, comma separated (empty: every spec in the folder)"`
@@ -72,33 +61,18 @@ func main() {
 }
 
 func run(ctx context.Context, log *slog.Logger) error {
-	// Config.
+	// Config and telemetry.
 	var cfg config
-	help, err := conf.Parse("EMBED", &cfg)
-	if err != nil {
-		if errors.Is(err, conf.ErrHelpWanted) {
-			fmt.Println(help)
-			return nil
-		}
-		return fmt.Errorf("parsing config: %w", err)
+	boot, err := server.Boot(ctx, server.Service{Name: "embed", Prefix: "EMBED", Commit: commit,
+		Addr: "127.0.0.1:8082", MetricsAddr: "127.0.0.1:9082", MaxBodyBytes: 64 << 20,
+		SharedEnv: map[string]string{"MODEL_DIR": "EMBED_MODEL_DIR", "ONNXRUNTIME_LIB": "EMBED_ORT_LIB"}}, &cfg, &cfg.Settings)
+	if err != nil || boot.Help {
+		return err
 	}
-	sharedEnvFallback(&cfg)
+	log, tel := boot.Log, boot.Tel
 	singleModelDefault(&cfg)
 	if err := ortsession.ValidateProvider(cfg.Provider); err != nil {
 		return fmt.Errorf("EMBED_PROVIDER: %w", err)
-	}
-	if lvl := logging.ParseLevel(cfg.LogLevel); lvl != slog.LevelInfo {
-		log = logging.New(os.Stdout, "embed", lvl)
-	}
-	if out, err := conf.String(&cfg); err == nil {
-		log.Info("config", "effective", out)
-	}
-
-	// Telemetry.
-	info := buildinfo.Read("embed", commit)
-	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "embed", Version: info.Version, Commit: info.Commit})
-	if err != nil {
-		return fmt.Errorf("setting up telemetry: %w", err)
 	}
 
 	// Dependencies: ONNX Runtime, and the registry that loads and warms up
@@ -126,10 +100,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	go reloadOnHangup(ctx, reg, log)
 
 	// Server.
-	srv := server.New(server.Config{
-		Addr: cfg.Addr, MetricsAddr: cfg.MetricsAddr, Pprof: cfg.Pprof, DrainDelay: cfg.DrainDelay,
-		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBodyBytes,
-	}, log, tel, info)
+	srv := server.New(cfg.Server(), log, tel, boot.Info)
 	httpapi.New(reg, httpapi.Config{MaxRequestImages: cfg.MaxRequestImages, RequestTimeout: cfg.RequestTimeout}).Register(srv.Echo)
 
 	// Run: ready once every model is loaded and warmed up; on shutdown the
@@ -168,23 +139,4 @@ func singleModelDefault(cfg *config) {
 		return
 	}
 	cfg.DefaultModel = cfg.Models[0]
-}
-
-// sharedEnvFallback reads the project-wide MODEL_DIR and ONNXRUNTIME_LIB
-// when neither the EMBED_ variable nor a flag changed the default.
-func sharedEnvFallback(cfg *config) {
-	for _, f := range []struct {
-		dst           *string
-		def, own, env string
-	}{
-		{&cfg.ModelDir, "../shared/models", "EMBED_MODEL_DIR", "MODEL_DIR"},
-		{&cfg.ORTLib, ".cache/onnxruntime/libonnxruntime.so.1", "EMBED_ORT_LIB", "ONNXRUNTIME_LIB"},
-	} {
-		if os.Getenv(f.own) != "" || *f.dst != f.def {
-			continue
-		}
-		if v := os.Getenv(f.env); v != "" {
-			*f.dst = v
-		}
-	}
 }

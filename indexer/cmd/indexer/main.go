@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -23,9 +22,8 @@ import (
 
 	"github.com/ardanlabs/conf/v3"
 
-	"github.com/lookalike-dev/lookalike/shared/buildinfo"
 	"github.com/lookalike-dev/lookalike/shared/logging"
-	"github.com/lookalike-dev/lookalike/shared/telemetry"
+	"github.com/lookalike-dev/lookalike/shared/server"
 )
 
 // commit is set at link time: -ldflags "-X main.commit=$(git rev-parse HEAD)".
@@ -87,18 +85,14 @@ type config struct {
 	NearDuplicateScore float64 `conf:"default:0,help:report a product whose nearest other SKU scores at least this (0: off)"`
 	StopAfter          int     `conf:"default:0,help:cancel after this many items (testing)"`
 
-	// Serve mode and telemetry.
-	Addr                  string        `conf:"default:127.0.0.1:8084,help:admin API listen address (serve)"`
-	Pprof                 bool          `conf:"default:false,help:serve /debug/pprof/ on the metrics listener (serve)"`
-	DrainDelay            time.Duration `conf:"default:2s,help:time NotReady before the listener closes on SIGTERM (serve)"`
-	ShutdownTimeout       time.Duration `conf:"default:20s,help:graceful shutdown bound (serve)"`
-	MetricsAddr           string        `conf:"help:internal listener: /metrics (run and serve), /version /readyz details and pprof (serve); never route it publicly (off when empty)"`
-	AdminKey              string        `conf:"mask,help:Bearer keys of the admin API, comma-separated for rotation (serve; env LOOKALIKE_ADMIN_KEY or INDEXER_ADMIN_KEY)"`
-	AdminKeyFile          string        `conf:"help:file of admin keys one a line, re-read when it changes (serve; env LOOKALIKE_ADMIN_KEY_FILE or INDEXER_ADMIN_KEY_FILE)"`
-	AdminAuthFailures     float64       `conf:"default:10,help:wrong admin keys allowed per client IP per minute before 429 (serve; negative: no limit)"`
-	AdminAuthFailureBurst int           `conf:"default:10,help:wrong admin keys a client IP may send at once (serve)"`
-	CatalogRoot           string        `conf:"help:folder catalog_path of an API job may name (serve; empty: paths refused)"`
-	LogLevel              string        `conf:"default:info"`
+	// Serve mode (the listeners serve; run mode serves /metrics on
+	// MetricsAddr when set) and telemetry.
+	server.Settings
+	AdminKey              string  `conf:"mask,help:Bearer keys of the admin API, comma-separated for rotation (serve; env LOOKALIKE_ADMIN_KEY or INDEXER_ADMIN_KEY)"`
+	AdminKeyFile          string  `conf:"help:file of admin keys one a line, re-read when it changes (serve; env LOOKALIKE_ADMIN_KEY_FILE or INDEXER_ADMIN_KEY_FILE)"`
+	AdminAuthFailures     float64 `conf:"default:10,help:wrong admin keys allowed per client IP per minute before 429 (serve; negative: no limit)"`
+	AdminAuthFailureBurst int     `conf:"default:10,help:wrong admin keys a client IP may send at once (serve)"`
+	CatalogRoot           string  `conf:"help:folder catalog_path of an API job may name (serve; empty: paths refused)"`
 }
 
 func main() {
@@ -121,35 +115,19 @@ func run(ctx context.Context, log *slog.Logger) (int, error) {
 		os.Args = append(os.Args[:1:1], os.Args[2:]...)
 	}
 	var cfg config
-	help, err := conf.Parse("INDEXER", &cfg)
+	boot, err := server.Boot(ctx, server.Service{Name: "indexer", Prefix: "INDEXER", Commit: commit, LogTo: os.Stderr,
+		Addr: "127.0.0.1:8084", MaxBodyBytes: 1 << 30,
+		SharedEnv: map[string]string{"LOOKALIKE_ADMIN_KEY": "INDEXER_ADMIN_KEY", "LOOKALIKE_ADMIN_KEY_FILE": "INDEXER_ADMIN_KEY_FILE"}},
+		&cfg, &cfg.Settings)
 	if err != nil {
-		if errors.Is(err, conf.ErrHelpWanted) {
-			fmt.Println(help)
-			return exitOK, nil
-		}
-		return exitRefused, fmt.Errorf("parsing config: %w", err)
+		return exitRefused, err
 	}
-	if cfg.AdminKey == "" {
-		cfg.AdminKey = os.Getenv("LOOKALIKE_ADMIN_KEY") // the suite-wide names, as the gateway reads them
+	if boot.Help {
+		return exitOK, nil
 	}
-	if cfg.AdminKeyFile == "" {
-		cfg.AdminKeyFile = os.Getenv("LOOKALIKE_ADMIN_KEY_FILE")
-	}
-	if lvl := logging.ParseLevel(cfg.LogLevel); lvl != slog.LevelInfo {
-		log = logging.New(os.Stderr, "indexer", lvl)
-	}
-	if out, err := conf.String(&cfg); err == nil {
-		log.Debug("config", "effective", out)
-	}
+	log, tel := boot.Log, boot.Tel
 	if cfg.Args.Num(0) != "" {
 		return exitRefused, fmt.Errorf("unexpected arguments %q", []string(cfg.Args))
-	}
-
-	// Telemetry.
-	info := buildinfo.Read("indexer", commit)
-	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "indexer", Version: info.Version, Commit: info.Commit})
-	if err != nil {
-		return exitRefused, fmt.Errorf("setting up telemetry: %w", err)
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -161,7 +139,7 @@ func run(ctx context.Context, log *slog.Logger) (int, error) {
 	case "", "run":
 		return runJob(ctx, log, cfg, tel)
 	case "serve":
-		if err := serve(ctx, log, cfg, tel, info); err != nil {
+		if err := serve(ctx, log, cfg, tel, boot.Info); err != nil {
 			return exitFailed, err
 		}
 		return exitOK, nil

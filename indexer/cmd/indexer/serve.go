@@ -40,8 +40,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg config, tel *telemetry.Tel
 	if err != nil {
 		return err
 	}
-	srv := server.New(server.Config{Addr: cfg.Addr, MetricsAddr: cfg.MetricsAddr, Pprof: cfg.Pprof, BodyLimit: cfg.MaxCatalogBytes,
-		DrainDelay: cfg.DrainDelay, ShutdownTimeout: cfg.ShutdownTimeout}, log, tel, info)
+	srv := server.New(cfg.Server(), log, tel, info)
 	api := &admin.API{M: m, Keys: keys, MaxUpload: cfg.MaxCatalogBytes}
 	api.Register(srv.Echo)
 	warmup := func(context.Context) error { return m.Resume() }

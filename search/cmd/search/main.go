@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,18 +14,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ardanlabs/conf/v3"
-
-	"github.com/lookalike-dev/lookalike/shared/buildinfo"
 	"github.com/lookalike-dev/lookalike/shared/logging"
 	"github.com/lookalike-dev/lookalike/shared/server"
-	"github.com/lookalike-dev/lookalike/shared/telemetry"
 
-	"github.com/lookalike-dev/lookalike/search/internal/service"
 	"github.com/lookalike-dev/lookalike/search/internal/embedded"
 	"github.com/lookalike-dev/lookalike/search/internal/hnsw"
 	"github.com/lookalike-dev/lookalike/search/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/search/internal/qdrantstore"
+	"github.com/lookalike-dev/lookalike/search/internal/service"
 	"github.com/lookalike-dev/lookalike/search/internal/store"
 )
 
@@ -34,23 +29,17 @@ import (
 var commit string
 
 type config struct {
-	Addr            string        `conf:"default:127.0.0.1:8083,help:listen address"`
-	MetricsAddr     string        `conf:"default:127.0.0.1:9083,help:internal listener: /metrics /version /readyz details and pprof (never route it publicly; empty: off)"`
-	Pprof           bool          `conf:"default:false,help:serve /debug/pprof/ on the internal listener"`
-	LogLevel        string        `conf:"default:info,help:debug info warn error"`
-	DrainDelay      time.Duration `conf:"default:5s,help:time NotReady before the listener closes on SIGTERM"`
-	ShutdownTimeout time.Duration `conf:"default:20s,help:graceful shutdown bound"`
-	MaxBodyBytes    int64         `conf:"default:67108864,help:most bytes of a request body (payload_too_large above)"`
-	Backend         string        `conf:"default:embedded,help:embedded or qdrant"`
-	DataDir         string        `conf:"default:./var/search,help:embedded backend: data directory (WAL + snapshots + HNSW graphs)"`
-	ExactThreshold  int           `conf:"default:10000,help:embedded backend: collections smaller than this are scanned exactly"`
-	HnswM           int           `conf:"default:16,help:embedded backend: HNSW links per node"`
-	HnswEfConstruct int           `conf:"default:200,help:embedded backend: HNSW build beam"`
-	HnswEf          int           `conf:"default:256,help:embedded backend: HNSW query beam (at least top_k+offset is used); 256 keeps recall@10 >= 0.99 to 1M points"`
-	SnapshotBytes   int64         `conf:"default:67108864,help:embedded backend: WAL size that triggers a snapshot"`
+	server.Settings
+	Backend         string `conf:"default:embedded,help:embedded or qdrant"`
+	DataDir         string `conf:"default:./var/search,help:embedded backend: data directory (WAL + snapshots + HNSW graphs)"`
+	ExactThreshold  int    `conf:"default:10000,help:embedded backend: collections smaller than this are scanned exactly"`
+	HnswM           int    `conf:"default:16,help:embedded backend: HNSW links per node"`
+	HnswEfConstruct int    `conf:"default:200,help:embedded backend: HNSW build beam"`
+	HnswEf          int    `conf:"default:256,help:embedded backend: HNSW query beam (at least top_k+offset is used); 256 keeps recall@10 >= 0.99 to 1M points"`
+	SnapshotBytes   int64  `conf:"default:67108864,help:embedded backend: WAL size that triggers a snapshot"`
 	Qdrant          struct {
-		Addr       string        `conf:"default:127.0.0.1:6334,help:Qdrant gRPC host:port"`
-		APIKey     string        `conf:"mask,help:Qdrant API key"`
+		Addr       string        `conf:"default:127.0.0.1:6334,help:Qdrant gRPC host:port (QDRANT_ADDR also works)"`
+		APIKey     string        `conf:"mask,help:Qdrant API key (QDRANT_API_KEY also works)"`
 		TLS        bool          `conf:"default:false,help:use TLS to Qdrant"`
 		CAFile     string        `conf:"env:QDRANT_CA_FILE,help:PEM CA bundle for Qdrant TLS (system roots when empty)"`
 		ServerName string        `conf:"env:QDRANT_SERVER_NAME,help:TLS server name override"`
@@ -76,32 +65,17 @@ func main() {
 }
 
 func run(ctx context.Context, log *slog.Logger) error {
-	// Config.
+	// Config and telemetry.
 	var cfg config
-	help, err := conf.Parse("SEARCH", &cfg)
-	if err != nil {
-		if errors.Is(err, conf.ErrHelpWanted) {
-			fmt.Println(help)
-			return nil
-		}
-		return fmt.Errorf("parsing config: %w", err)
+	boot, err := server.Boot(ctx, server.Service{Name: "search", Prefix: "SEARCH", Commit: commit,
+		Addr: "127.0.0.1:8083", MetricsAddr: "127.0.0.1:9083", MaxBodyBytes: 64 << 20,
+		SharedEnv: map[string]string{"QDRANT_ADDR": "SEARCH_QDRANT_ADDR", "QDRANT_API_KEY": "SEARCH_QDRANT_API_KEY"}}, &cfg, &cfg.Settings)
+	if err != nil || boot.Help {
+		return err
 	}
-	qdrantEnvFallback(&cfg)
+	log = boot.Log
 	if cfg.Backend != "embedded" && cfg.Backend != "qdrant" {
 		return fmt.Errorf("SEARCH_BACKEND %q: want embedded or qdrant", cfg.Backend)
-	}
-	if lvl := logging.ParseLevel(cfg.LogLevel); lvl != slog.LevelInfo {
-		log = logging.New(os.Stdout, "search", lvl)
-	}
-	if out, err := conf.String(&cfg); err == nil {
-		log.Info("config", "effective", out)
-	}
-
-	// Telemetry.
-	info := buildinfo.Read("search", commit)
-	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "search", Version: info.Version, Commit: info.Commit})
-	if err != nil {
-		return fmt.Errorf("setting up telemetry: %w", err)
 	}
 
 	// Dependencies: the store opens during warm-up (the embedded one
@@ -123,10 +97,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 
 	// Server.
-	srv := server.New(server.Config{
-		Addr: cfg.Addr, MetricsAddr: cfg.MetricsAddr, Pprof: cfg.Pprof, DrainDelay: cfg.DrainDelay,
-		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBodyBytes,
-	}, log, tel, info)
+	srv := server.New(cfg.Server(), log, boot.Tel, boot.Info)
 	httpapi.New(service.New(st)).Register(srv.Echo)
 
 	// Run: ready once the store is open and the backend answers; the store
@@ -179,15 +150,4 @@ func openStore(cfg config, log *slog.Logger) (store.Store, error) {
 		return st, nil
 	}
 	return nil, fmt.Errorf("SEARCH_BACKEND %q: want embedded or qdrant", cfg.Backend)
-}
-
-// qdrantEnvFallback reads QDRANT_ADDR and QDRANT_API_KEY, the names Qdrant's
-// own tooling uses, when the SEARCH_QDRANT_ ones are unset.
-func qdrantEnvFallback(cfg *config) {
-	if v := os.Getenv("QDRANT_ADDR"); v != "" && os.Getenv("SEARCH_QDRANT_ADDR") == "" {
-		cfg.Qdrant.Addr = v
-	}
-	if v := os.Getenv("QDRANT_API_KEY"); v != "" && os.Getenv("SEARCH_QDRANT_API_KEY") == "" {
-		cfg.Qdrant.APIKey = v
-	}
 }
