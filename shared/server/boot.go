@@ -12,15 +12,16 @@ import (
 	"github.com/ardanlabs/conf/v3"
 
 	"github.com/lookalike-dev/lookalike/shared/buildinfo"
+	"github.com/lookalike-dev/lookalike/shared/lifecycle"
 	"github.com/lookalike-dev/lookalike/shared/logging"
 	"github.com/lookalike-dev/lookalike/shared/telemetry"
 )
 
-// The lifecycle defaults every service shares; the manifests' rules check
-// pod grace periods against them.
+// The lifecycle defaults every service shares (Settings' tags spell them;
+// TestSettingsDefaults keeps the two equal).
 const (
-	DefaultDrainDelay      = 5 * time.Second
-	DefaultShutdownTimeout = 20 * time.Second
+	DefaultDrainDelay      = lifecycle.DrainDelay
+	DefaultShutdownTimeout = lifecycle.ShutdownTimeout
 )
 
 // Settings are the settings every service shares. A service embeds them in

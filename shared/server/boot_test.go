@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +77,18 @@ func TestBoot(t *testing.T) {
 			}
 			tc.check(t, c, b, out.String())
 		})
+	}
+}
+
+func TestSettingsDefaults(t *testing.T) {
+	f, _ := reflect.TypeOf(Settings{}).FieldByName("DrainDelay")
+	g, _ := reflect.TypeOf(Settings{}).FieldByName("ShutdownTimeout")
+	for _, tc := range []struct {
+		tag  string
+		want time.Duration
+	}{{f.Tag.Get("conf"), DefaultDrainDelay}, {g.Tag.Get("conf"), DefaultShutdownTimeout}} {
+		if !strings.Contains(tc.tag, "default:"+tc.want.String()+",") {
+			t.Errorf("tag %q does not default to %s", tc.tag, tc.want)
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lookalike-dev/lookalike/shared/lifecycle"
+
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -29,9 +31,9 @@ const (
 	ModelIDAnnotation = "lookalike.dev/model-id"
 	// MixedModelsAnnotation on a Service says, with a reason, that mixing vector spaces behind it is intended.
 	MixedModelsAnnotation = "lookalike.dev/mixed-model-ids-intended"
-	// DefaultDrain and DefaultShutdown are the services' defaults (shared/server).
-	DefaultDrain    = 5 * time.Second
-	DefaultShutdown = 15 * time.Second
+	// DefaultDrain and DefaultShutdown are the services' own defaults.
+	DefaultDrain    = lifecycle.DrainDelay
+	DefaultShutdown = lifecycle.ShutdownTimeout
 )
 
 // Violation is one broken rule.
@@ -469,7 +471,7 @@ func (c *checker) grace() {
 				haveShutdown = haveShutdown || strings.HasSuffix(k, "_SHUTDOWN_TIMEOUT")
 			}
 			if !haveDrain || !haveShutdown {
-				// service defaults differ (the gateway's shutdown bound is 20 s): say them explicitly
+				// a pod's grace period is read beside the values that bound it
 				c.add(RuleGrace, p.key(), "set <SVC>_DRAIN_DELAY and <SVC>_SHUTDOWN_TIMEOUT explicitly so the grace period can be checked")
 			}
 			for k, v := range env {
