@@ -93,8 +93,8 @@ type Manager struct {
 	root        string
 	catalogRoot string
 	factory     Factory
-	download Downloader
-	log      *slog.Logger
+	download    Downloader
+	log         *slog.Logger
 
 	mu   sync.Mutex
 	jobs map[string]*entry
