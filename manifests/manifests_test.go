@@ -117,6 +117,14 @@ func TestVariantContents(t *testing.T) {
 			if qdrant == nil || qdrant.Spec.Replicas == nil || *qdrant.Spec.Replicas != tt.qdrantReplicas {
 				t.Errorf("qdrant replicas: got %v, want %d", qdrant, tt.qdrantReplicas)
 			}
+			// Behind the ingress every request's peer is an ingress pod: without trusted
+			// proxies all shoppers would share one rate-limit bucket and one split key.
+			if gatewayEnv["GATEWAY_TRUSTED_PROXIES"] == "" {
+				t.Error("gateway config sets no GATEWAY_TRUSTED_PROXIES for the ingress")
+			}
+			if _, old := gatewayEnv["GATEWAY_TRUST_FORWARDED"]; old {
+				t.Error("gateway config still sets GATEWAY_TRUST_FORWARDED, which the gateway no longer reads")
+			}
 			for k, want := range tt.gatewayEnv {
 				if got := gatewayEnv[k]; got != want {
 					t.Errorf("gateway config %s=%q, want %q", k, got, want)

@@ -175,7 +175,8 @@ type Answer struct {
 }
 
 // SearchAs uploads img to /v1/search as client (Lookalike-Client-Id), with
-// an optional arm override (Lookalike-Model) and query string.
+// an optional arm override (Lookalike-Model, sent with the admin key: the
+// gateway takes it from admins only) and query string.
 func (c *Client) SearchAs(img []byte, client, override, query string) (Answer, error) {
 	body, ct := Multipart(nil, map[string][]byte{"image": img})
 	req, err := http.NewRequest(http.MethodPost, c.Base+"/v1/search"+query, body)
@@ -188,6 +189,7 @@ func (c *Client) SearchAs(img []byte, client, override, query string) (Answer, e
 	}
 	if override != "" {
 		req.Header.Set("Lookalike-Model", override)
+		req.Header.Set("Authorization", "Bearer "+c.AdminKey)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

@@ -63,7 +63,9 @@ type config struct {
 	RateBurst            int           `conf:"env:GATEWAY_RATE_BURST,default:40,help:burst per client IP"`
 	AdminRate            float64       `conf:"env:GATEWAY_ADMIN_RATE,default:200,help:requests per second per admin key (0: off)"`
 	AdminBurst           int           `conf:"env:GATEWAY_ADMIN_BURST,default:400,help:burst per admin key"`
-	TrustForwarded       bool          `conf:"env:GATEWAY_TRUST_FORWARDED,default:false,help:take client IPs from X-Forwarded-For (only behind a proxy)"`
+	TrustedProxies       []string      `conf:"env:GATEWAY_TRUSTED_PROXIES,help:CIDR ranges or IPs of the proxies (the ingress) whose X-Forwarded-For is believed (comma-separated; empty: none)"`
+	AdminAuthFailures    float64       `conf:"env:LOOKALIKE_ADMIN_AUTH_FAILURES,default:10,help:wrong admin keys allowed per client IP per minute before 429 (negative: no limit)"`
+	AdminAuthBurst       int           `conf:"env:LOOKALIKE_ADMIN_AUTH_FAILURE_BURST,default:10,help:wrong admin keys a client IP may send at once"`
 	FetchMaxBytes        int64         `conf:"env:GATEWAY_FETCH_MAX_BYTES,default:10485760,help:most bytes fetched from an image_url"`
 	FetchTimeout         time.Duration `conf:"env:GATEWAY_FETCH_TIMEOUT,default:5s,help:time limit of an image_url fetch including redirects"`
 	FetchAllowHosts      []string      `conf:"env:GATEWAY_FETCH_ALLOW_HOSTS,help:when set the only host names an image_url may name (whole names; comma-separated)"`
@@ -135,16 +137,18 @@ func run(ctx context.Context, log *slog.Logger) error {
 			UserAgent: "lookalike-gateway/" + info.Version},
 		Limits: httpapi.Limits{
 			MaxUpload: cfg.MaxUpload, RequestTimeout: cfg.RequestTimeout, MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait,
-			Rate:      guard.RateConfig{PerSecond: cfg.RatePerSecond, Burst: cfg.RateBurst, TrustForwarded: cfg.TrustForwarded},
-			AdminRate: guard.RateConfig{PerSecond: cfg.AdminRate, Burst: cfg.AdminBurst, TrustForwarded: cfg.TrustForwarded},
+			Rate:      guard.RateConfig{PerSecond: cfg.RatePerSecond, Burst: cfg.RateBurst},
+			AdminRate: guard.RateConfig{PerSecond: cfg.AdminRate, Burst: cfg.AdminBurst},
 		},
 		Transport: tel.WrapTransport(telemetry.Transport()),
 		Canary: service.Canary{
 			Embed: service.Hop{URLs: upstream.SplitURLs(cfg.CanaryEmbedInstances), Timeout: cfg.EmbedTimeout},
 			Model: cfg.CanaryModel, Share: cfg.CanaryShare, ShadowRate: cfg.CanaryShadowRate, StateTTL: cfg.CanaryStateTTL,
-			TrustForwarded: cfg.TrustForwarded, Meter: tel.Meter("lookalike/gateway/canary"),
+			Meter: tel.Meter("lookalike/gateway/canary"),
 		},
 		Meter: tel.Meter("lookalike/gateway"),
+
+		TrustedProxies: cfg.TrustedProxies, AdminAuthFailures: cfg.AdminAuthFailures, AdminAuthFailureBurst: cfg.AdminAuthBurst,
 	}, log)
 	if err != nil {
 		return fmt.Errorf("assembling the gateway: %w", err)

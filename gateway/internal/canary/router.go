@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/lookalike-dev/lookalike/gateway/internal/pipeline"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
@@ -48,8 +50,9 @@ type Config struct {
 	// StateTTL is how long the alias state is cached for queries (writes
 	// and admin calls always read it fresh).
 	StateTTL time.Duration
-	// TrustForwarded takes the client IP from X-Forwarded-For.
-	TrustForwarded bool
+	// ClientIP finds a request's client IP for the split (nil: the
+	// connection's peer).
+	ClientIP echo.IPExtractor
 }
 
 // Router sends each query to its arm's embedder and space, dual-writes
@@ -246,7 +249,7 @@ func (r *Router) Search(ctx context.Context, req *http.Request, q Query) (pipeli
 // not on its own, exactly as without a rollout.
 func (r *Router) decide(ctx context.Context, req *http.Request, requested string) (State, Decision, error) {
 	st, _ := r.State(ctx, false)
-	d, err := Decide(st, r.cfg.Share, ClientKey(req, r.cfg.TrustForwarded), req.Header.Get(HeaderOverride), requested)
+	d, err := Decide(st, r.cfg.Share, ClientKey(req, r.cfg.ClientIP), req.Header.Get(HeaderOverride), requested)
 	if apierror.CodeOf(err) == CodeModelNotLive {
 		if _, serr := r.spec(ctx, requested); serr != nil { // no embedder knows it at all
 			return st, d, apierror.BadRequest(pipeline.CodeUnknownModel, "model %q is not served", requested)

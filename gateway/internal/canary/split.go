@@ -60,17 +60,17 @@ func (a Arm) String() string {
 }
 
 // ClientKey names the client a request belongs to: its Lookalike-Client-Id
-// when it sends a usable one, otherwise its IP (from X-Forwarded-For only
-// when trustForwarded, i.e. behind a proxy that sets it).
-func ClientKey(r *http.Request, trustForwarded bool) string {
+// when it sends a usable one, otherwise its IP as clientIP finds it (nil:
+// the connection's peer; the gateway trusts X-Forwarded-For only from its
+// configured proxies).
+func ClientKey(r *http.Request, clientIP echo.IPExtractor) string {
 	if id := strings.TrimSpace(r.Header.Get(HeaderClientID)); id != "" && len(id) <= MaxClientID && printable(id) {
 		return "id:" + id
 	}
-	ext := echo.ExtractIPDirect()
-	if trustForwarded {
-		ext = echo.ExtractIPFromXFFHeader()
+	if clientIP == nil {
+		clientIP = echo.ExtractIPDirect()
 	}
-	return "ip:" + ext(r)
+	return "ip:" + clientIP(r)
 }
 
 func printable(s string) bool {

@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/lookalike-dev/lookalike/gateway/internal/guard"
 )
 
 func TestBucketIsStickyAndSalted(t *testing.T) {
@@ -82,16 +84,17 @@ func TestClientKey(t *testing.T) {
 		name   string
 		header map[string]string
 		remote string
-		trust  bool
+		trust  []string
 		want   string
 	}{
-		{"client id header", map[string]string{HeaderClientID: "session-42"}, "10.1.2.3:5555", false, "id:session-42"},
-		{"client id trimmed", map[string]string{HeaderClientID: "  s1  "}, "10.1.2.3:5555", false, "id:s1"},
-		{"no header: connection ip", nil, "10.1.2.3:5555", false, "ip:10.1.2.3"},
-		{"too long id: ip", map[string]string{HeaderClientID: strings.Repeat("x", MaxClientID+1)}, "10.1.2.3:5555", false, "ip:10.1.2.3"},
-		{"control characters: ip", map[string]string{HeaderClientID: "a\x01b"}, "10.1.2.3:5555", false, "ip:10.1.2.3"},
-		{"forwarded ignored unless trusted", map[string]string{"X-Forwarded-For": "203.0.113.9"}, "10.1.2.3:5555", false, "ip:10.1.2.3"},
-		{"forwarded trusted", map[string]string{"X-Forwarded-For": "203.0.113.9"}, "10.1.2.3:5555", true, "ip:203.0.113.9"},
+		{"client id header", map[string]string{HeaderClientID: "session-42"}, "10.1.2.3:5555", nil, "id:session-42"},
+		{"client id trimmed", map[string]string{HeaderClientID: "  s1  "}, "10.1.2.3:5555", nil, "id:s1"},
+		{"no header: connection ip", nil, "10.1.2.3:5555", nil, "ip:10.1.2.3"},
+		{"too long id: ip", map[string]string{HeaderClientID: strings.Repeat("x", MaxClientID+1)}, "10.1.2.3:5555", nil, "ip:10.1.2.3"},
+		{"control characters: ip", map[string]string{HeaderClientID: "a\x01b"}, "10.1.2.3:5555", nil, "ip:10.1.2.3"},
+		{"forwarded ignored unless trusted", map[string]string{"X-Forwarded-For": "203.0.113.9"}, "10.1.2.3:5555", nil, "ip:10.1.2.3"},
+		{"forwarded trusted", map[string]string{"X-Forwarded-For": "203.0.113.9"}, "10.1.2.3:5555", []string{"10.0.0.0/8"}, "ip:203.0.113.9"},
+		{"forwarded from an untrusted peer", map[string]string{"X-Forwarded-For": "203.0.113.9"}, "192.0.2.1:5555", []string{"10.0.0.0/8"}, "ip:192.0.2.1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,7 +103,11 @@ func TestClientKey(t *testing.T) {
 			for k, v := range tc.header {
 				r.Header.Set(k, v)
 			}
-			if got := ClientKey(r, tc.trust); got != tc.want {
+			ext, err := guard.ClientIP(tc.trust)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ClientKey(r, ext); got != tc.want {
 				t.Fatalf("ClientKey = %q, want %q", got, tc.want)
 			}
 		})

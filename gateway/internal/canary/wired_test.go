@@ -13,6 +13,7 @@ import (
 
 	"github.com/lookalike-dev/lookalike/gateway/internal/canary"
 	"github.com/lookalike-dev/lookalike/gateway/internal/gatewaytest"
+	"github.com/lookalike-dev/lookalike/gateway/internal/httpapi"
 )
 
 func testPNG(t *testing.T, seed int) []byte {
@@ -106,17 +107,46 @@ func TestWiredIntoTheGateway(t *testing.T) {
 		})
 	}
 
-	t.Run("override canary without a canary", func(t *testing.T) {
-		sbody, sct := multipartBody(t, nil, testPNG(t, 2))
-		req, _ := http.NewRequest("POST", env.URL+"/v1/search", bytes.NewReader(sbody))
-		req.Header.Set("Content-Type", sct)
-		req.Header.Set(canary.HeaderOverride, "canary")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b := readBody(t, resp); resp.StatusCode != http.StatusConflict || !bytes.Contains(b, []byte(canary.CodeNoCanary)) {
-			t.Fatalf("%d %s", resp.StatusCode, b)
-		}
-	})
+	// Forcing an arm is for admins: the override header without a valid
+	// admin key is refused with 403 before the split looks at it.
+	if httpapi.HeaderModelOverride != canary.HeaderOverride {
+		t.Fatalf("the API guards %q, the router reads %q", httpapi.HeaderModelOverride, canary.HeaderOverride)
+	}
+	overrides := []struct {
+		name, override, auth string
+		status               int
+		code                 string
+	}{
+		{"override without a key", "canary", "", http.StatusForbidden, httpapi.CodeOverrideForbidden},
+		{"override stable without a key", "stable", "", http.StatusForbidden, httpapi.CodeOverrideForbidden},
+		{"override with a wrong key", "canary", "Bearer wrong-key-0123456789", http.StatusForbidden, httpapi.CodeOverrideForbidden},
+		{"override with a basic scheme", "canary", "Basic " + key, http.StatusForbidden, httpapi.CodeOverrideForbidden},
+		{"override canary with the key, no canary", "canary", "Bearer " + key, http.StatusConflict, canary.CodeNoCanary},
+		{"override stable with the key", "stable", "bearer " + key, http.StatusOK, ""},
+		{"blank override is no override", "  ", "", http.StatusOK, ""},
+	}
+	for _, tc := range overrides {
+		t.Run(tc.name, func(t *testing.T) {
+			sbody, sct := multipartBody(t, nil, testPNG(t, 2))
+			req, _ := http.NewRequest("POST", env.URL+"/v1/search", bytes.NewReader(sbody))
+			req.Header.Set("Content-Type", sct)
+			req.Header.Set(canary.HeaderOverride, tc.override)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := readBody(t, resp)
+			var e struct{ Error struct{ Code string } }
+			_ = json.Unmarshal(b, &e)
+			if resp.StatusCode != tc.status || e.Error.Code != tc.code {
+				t.Fatalf("%d %s, want %d %s", resp.StatusCode, b, tc.status, tc.code)
+			}
+			if tc.status == http.StatusOK && resp.Header.Get(canary.HeaderArm) != "stable" {
+				t.Fatalf("arm %q", resp.Header.Get(canary.HeaderArm))
+			}
+		})
+	}
 }

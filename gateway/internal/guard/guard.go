@@ -8,7 +8,11 @@ package guard
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -75,23 +79,48 @@ type RateConfig struct {
 	// limiter after authentication so only valid keys get their own bucket);
 	// otherwise every request counts against its client IP.
 	ByKey bool
-	// TrustForwarded takes the client IP from X-Forwarded-For (only behind
-	// a proxy that sets it); otherwise the connection's address is used.
-	TrustForwarded bool
+}
+
+// ClientIP returns how a request's client IP is found. With no trusted
+// proxies it is the connection's peer and X-Forwarded-For is ignored.
+// Otherwise, when the peer is in one of the trusted ranges (CIDRs or
+// single IPs), X-Forwarded-For is read from the right, skipping trusted
+// hops, and the first address not in them is the client; a header from
+// any other peer is ignored. Loopback, link-local and private addresses
+// are trusted only when listed.
+func ClientIP(trustedProxies []string) (echo.IPExtractor, error) {
+	if len(trustedProxies) == 0 {
+		return echo.ExtractIPDirect(), nil
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, s := range trustedProxies {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("trusted proxy %q is neither a CIDR range nor an IP address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		p = p.Masked()
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...), nil
 }
 
 // ClientID names the client a request counts against: with byKey, a digest
-// of its bearer key when it sends one (never the key itself); else its IP.
-func ClientID(c echo.Context, byKey, trustForwarded bool) string {
+// of its bearer key when it sends one (never the key itself); else its IP
+// as the server's IP extractor finds it (c.RealIP).
+func ClientID(c echo.Context, byKey bool) string {
 	if tok, ok := adminkey.Bearer(c.Request()); ok && byKey {
 		d := sha256.Sum256([]byte(tok))
 		return "key:" + hex.EncodeToString(d[:8])
 	}
-	ext := echo.ExtractIPDirect()
-	if trustForwarded {
-		ext = echo.ExtractIPFromXFFHeader()
-	}
-	return "ip:" + ext(c.Request())
+	return "ip:" + c.RealIP()
 }
 
 // RateLimit returns the per-client rate limiting middleware; a PerSecond of
@@ -106,7 +135,7 @@ func RateLimit(cfg RateConfig) echo.MiddlewareFunc {
 	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
 		Store: store,
 		IdentifierExtractor: func(c echo.Context) (string, error) {
-			return ClientID(c, cfg.ByKey, cfg.TrustForwarded), nil
+			return ClientID(c, cfg.ByKey), nil
 		},
 		DenyHandler: func(c echo.Context, _ string, _ error) error {
 			return apierror.New(http.StatusTooManyRequests, apierror.CodeRateLimited,

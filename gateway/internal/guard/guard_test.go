@@ -162,3 +162,89 @@ func TestRateLimitPerClient(t *testing.T) {
 		}
 	}
 }
+
+func TestClientIP(t *testing.T) {
+	ingress := []string{"10.0.0.0/8", "fd00::/8"}
+	tests := []struct {
+		name    string
+		trusted []string
+		remote  string
+		xff     string
+		want    string
+	}{
+		{"no proxies: the peer, header ignored", nil, "203.0.113.5:1", "198.51.100.1", "203.0.113.5"},
+		{"no proxies: a private peer's header is ignored too", nil, "10.1.2.3:1", "198.51.100.1", "10.1.2.3"},
+		{"from the ingress: the client it names", ingress, "10.1.2.3:1", "198.51.100.1", "198.51.100.1"},
+		{"from the ingress: spoofed left entries skipped", ingress, "10.1.2.3:1", "1.1.1.1, 6.6.6.6, 198.51.100.1", "198.51.100.1"},
+		{"from the ingress: trusted hops skipped", ingress, "10.1.2.3:1", "198.51.100.1, 10.9.9.9", "198.51.100.1"},
+		{"from the ingress, no header: the ingress", ingress, "10.1.2.3:1", "", "10.1.2.3"},
+		{"from the ingress, junk header: the ingress", ingress, "10.1.2.3:1", "not-an-ip", "10.1.2.3"},
+		{"not the ingress: header ignored", ingress, "203.0.113.5:1", "198.51.100.1", "203.0.113.5"},
+		{"private peers are trusted only when listed", ingress, "192.168.1.1:1", "198.51.100.1", "192.168.1.1"},
+		{"loopback is trusted only when listed", ingress, "127.0.0.1:1", "198.51.100.1", "127.0.0.1"},
+		{"loopback listed", []string{"127.0.0.1"}, "127.0.0.1:1", "198.51.100.1", "198.51.100.1"},
+		{"ipv6 ingress", ingress, "[fd00::7]:1", "2001:db8::9", "2001:db8::9"},
+		{"single ip entry", []string{"10.1.2.3"}, "10.1.2.3:1", "198.51.100.1", "198.51.100.1"},
+		{"single ip entry, another pod", []string{"10.1.2.3"}, "10.1.2.4:1", "198.51.100.1", "10.1.2.4"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ext, err := ClientIP(tc.trusted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(http.MethodGet, "/x", nil)
+			req.RemoteAddr = tc.remote
+			if tc.xff != "" {
+				req.Header.Set("X-Forwarded-For", tc.xff)
+			}
+			if got := ext(req); got != tc.want {
+				t.Fatalf("client %q, want %q", got, tc.want)
+			}
+		})
+	}
+	for _, bad := range []string{"10.0.0.0/33", "ingress", "10.0.0"} {
+		if _, err := ClientIP([]string{bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// Behind the ingress every request comes from the ingress pod: with its
+// range trusted, each client behind it has its own bucket, so one abuser
+// no longer spends everyone's rate.
+func TestRateLimitPerClientBehindProxy(t *testing.T) {
+	e := serve(RateLimit(RateConfig{PerSecond: 0.001, Burst: 2}), func(ec echo.Context) error { return ec.NoContent(200) })
+	ext, err := ClientIP([]string{"10.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.IPExtractor = ext
+	do := func(remote, xff string) int {
+		req := httptest.NewRequest(http.MethodGet, "/x", nil)
+		req.RemoteAddr = remote
+		req.Header.Set("X-Forwarded-For", xff)
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	steps := []struct {
+		remote, xff string
+		want        int
+	}{
+		{"10.0.0.9:1", "198.51.100.1", 200},
+		{"10.0.0.9:2", "198.51.100.1", 200},
+		{"10.0.0.9:3", "198.51.100.1", 429},          // the abuser is out
+		{"10.0.0.9:4", "198.51.100.2", 200},          // another shopper through the same ingress pod is not
+		{"10.0.0.8:1", "198.51.100.1", 429},          // nor does another ingress pod reset the abuser
+		{"10.0.0.9:5", "7.7.7.7, 198.51.100.1", 429}, // nor a made-up entry in front
+		{"203.0.113.5:1", "198.51.100.3", 200},       // a direct peer counts as itself
+		{"203.0.113.5:2", "198.51.100.4", 200},       // and cannot pick another bucket
+		{"203.0.113.5:3", "198.51.100.5", 429},
+	}
+	for i, s := range steps {
+		if got := do(s.remote, s.xff); got != s.want {
+			t.Fatalf("step %d (%s %s): %d, want %d", i, s.remote, s.xff, got, s.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	_ "embed"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -39,6 +40,14 @@ const (
 	RouteProductImage = gatewayv1.RouteProductImage
 	RouteOpenAPI      = gatewayv1.RouteOpenAPI
 )
+
+// HeaderModelOverride forces a search onto the stable or the canary arm
+// ("stable", "canary" or a model id). Only admins may send it.
+const HeaderModelOverride = "Lookalike-Model"
+
+// CodeOverrideForbidden refuses a search that forces an arm without a
+// valid admin key.
+const CodeOverrideForbidden = "model_override_forbidden"
 
 // ModelChooser picks the model (vector space) that answers a query. The
 // requested model is what the client asked for ("" for none). The canary
@@ -90,6 +99,9 @@ type Deps struct {
 	Fetcher  *safefetch.Fetcher
 	Images   *productimage.Source
 	Keys     *adminkey.Keys
+	// ClientIP finds a request's client IP for every route (rate limits,
+	// failed-key limits, logs); nil: the connection's peer.
+	ClientIP echo.IPExtractor
 	Chooser  ModelChooser
 	Limits   Limits
 	Log      *slog.Logger
@@ -121,6 +133,10 @@ func Register(e *echo.Echo, d Deps) {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
+	e.IPExtractor = d.ClientIP
+	if e.IPExtractor == nil {
+		e.IPExtractor = echo.ExtractIPDirect()
+	}
 	a := &api{Deps: d}
 	shed := guard.NewConcurrency(d.Limits.MaxInFlight, d.Limits.QueueWait).Middleware()
 	deadline := withDeadline(d.Limits.RequestTimeout)
@@ -131,7 +147,7 @@ func Register(e *echo.Echo, d Deps) {
 	public := []echo.MiddlewareFunc{guard.RateLimit(publicRate), shed, deadline}
 	admin := []echo.MiddlewareFunc{d.Keys.Middleware(), guard.RateLimit(adminRate), shed, deadline}
 
-	e.POST(RouteSearch, a.search, public...)
+	e.POST(RouteSearch, a.search, append([]echo.MiddlewareFunc{public[0], a.overrideNeedsKey}, public[1:]...)...)
 	e.GET(RouteModels, a.models, public...)
 	e.GET(RouteProductImage, a.productImage, public...)
 	e.POST(RouteProducts, a.createProduct, admin...)
@@ -144,6 +160,27 @@ func Register(e *echo.Echo, d Deps) {
 	web.Register(e)
 	if d.Mount != nil {
 		d.Mount(e, public, admin)
+	}
+}
+
+// overrideNeedsKey lets a search force an arm (HeaderModelOverride) only
+// with a valid admin key: without one it is refused with 403
+// model_override_forbidden, so no shopper picks the canary. A wrong key
+// counts against the client's failed-key budget like on the admin routes.
+func (a *api) overrideNeedsKey(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if strings.TrimSpace(c.Request().Header.Get(HeaderModelOverride)) == "" {
+			return next(c)
+		}
+		if err := a.Keys.Check(c); err != nil {
+			if ae, ok := apierror.As(err); ok && ae.Status == http.StatusTooManyRequests {
+				return err
+			}
+			c.Response().Header().Del("WWW-Authenticate")
+			return apierror.New(http.StatusForbidden, CodeOverrideForbidden,
+				"the %s header forces a model and needs an Authorization: Bearer <admin key> header", HeaderModelOverride)
+		}
+		return next(c)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/lookalike-dev/lookalike/gateway/internal/canary"
+	"github.com/lookalike-dev/lookalike/gateway/internal/guard"
 	"github.com/lookalike-dev/lookalike/gateway/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/gateway/internal/pipeline"
 	"github.com/lookalike-dev/lookalike/gateway/internal/productimage"
@@ -49,6 +50,10 @@ type Config struct {
 	// wrong admin keys a client IP may send (0: defaults; negative: no limit).
 	AdminAuthFailures     float64
 	AdminAuthFailureBurst int
+	// TrustedProxies are the CIDR ranges (or IPs) of the proxies in front
+	// of the gateway whose X-Forwarded-For is believed; empty: none, the
+	// client is the connection's peer.
+	TrustedProxies []string
 	// Retries is the extra attempts per downstream call (negative: none).
 	Retries int
 	// A breaker opens for BreakerOpen when BreakerFailureRatio of the calls
@@ -96,8 +101,6 @@ type Canary struct {
 	Share, ShadowRate float64
 	// StateTTL is how long the rollout state (search aliases) is cached.
 	StateTTL time.Duration
-	// TrustForwarded takes client IPs from X-Forwarded-For for the split.
-	TrustForwarded bool
 	// Meter exports the rollout metrics (nil: none).
 	Meter metric.Meter
 }
@@ -111,6 +114,8 @@ type Service struct {
 	Canary *canary.Router
 	Deps   httpapi.Deps
 	log    *slog.Logger
+	// clientIP finds a request's client IP (rate limits, the split).
+	clientIP echo.IPExtractor
 }
 
 // New assembles the gateway.
@@ -129,7 +134,11 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 	if keys.Count() == 0 {
 		log.Warn("no admin key configured: the admin API refuses every request (set LOOKALIKE_ADMIN_KEY or LOOKALIKE_ADMIN_KEY_FILE)")
 	}
-	s := &Service{log: log}
+	clientIP, err := guard.ClientIP(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{log: log, clientIP: clientIP}
 	pool := func(name string, h Hop) (*upstream.Pool, error) {
 		p, err := upstream.New(upstream.Options{
 			Name: name, URLs: h.URLs, Transport: cfg.Transport, AttemptTimeout: h.Timeout,
@@ -177,7 +186,7 @@ func New(cfg Config, log *slog.Logger) (*Service, error) {
 		return nil, err
 	}
 	s.Deps = httpapi.Deps{Pipeline: s.Pipeline, Fetcher: fetcher, Images: images, Keys: keys,
-		Chooser: cfg.Chooser, Limits: cfg.Limits, Log: log}
+		Chooser: cfg.Chooser, Limits: cfg.Limits, Log: log, ClientIP: clientIP}
 	if !cfg.Canary.Off {
 		// The router is the API's chooser (the split), its backend (each
 		// arm's embedder and space; dual writes) and mounts /v1/canary.
@@ -258,6 +267,6 @@ func (s *Service) newCanary(cfg Config, pool func(string, Hop) (*upstream.Pool, 
 	}
 	return canary.New(canary.Config{
 		Catalog: s.Pipeline.Catalog, Share: cfg.Canary.Share, Model: cfg.Canary.Model, ShadowRate: cfg.Canary.ShadowRate,
-		StateTTL: cfg.Canary.StateTTL, TrustForwarded: cfg.Canary.TrustForwarded,
+		StateTTL: cfg.Canary.StateTTL, ClientIP: s.clientIP,
 	}, backends, canary.SearchSpaces{Client: &searchv1.Client{BaseURL: ctl.BaseURL(), HTTP: ctl}}, m, s.log)
 }
