@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/ardanlabs/conf/v3"
@@ -104,6 +106,12 @@ func boot(ctx context.Context, svc Service, cfg any, settings *Settings, stdout 
 			fmt.Fprintln(stdout, help)
 			fmt.Fprintf(stdout, "Defaults of this service's own: --addr %s  --metrics-addr %s  --max-body-bytes %d\n",
 				svc.Addr, svc.MetricsAddr, svc.MaxBodyBytes)
+			if len(svc.SharedEnv) > 0 {
+				fmt.Fprintln(stdout, "Suite-wide names also read (when the service's own is unset):")
+				for _, k := range slices.Sorted(maps.Keys(svc.SharedEnv)) {
+					fmt.Fprintf(stdout, "  %-36s as %s\n", k, svc.SharedEnv[k])
+				}
+			}
 			return Booted{Help: true}, nil
 		}
 		return Booted{}, fmt.Errorf("parsing config: %w", err)

@@ -54,7 +54,8 @@ func TestBoot(t *testing.T) {
 			}
 		}},
 		{"help", []string{"--help"}, nil, func(t *testing.T, _ bootConfig, b Booted, out string) {
-			if !b.Help || !strings.Contains(out, "DEMO_DRAIN_DELAY") || !strings.Contains(out, "--addr 127.0.0.1:8089") {
+			if !b.Help || !strings.Contains(out, "DEMO_DRAIN_DELAY") || !strings.Contains(out, "--addr 127.0.0.1:8089") ||
+				!strings.Contains(out, "LOOKALIKE_DEMO_SECRET") {
 				t.Fatalf("help %v: %s", b.Help, out)
 			}
 		}},
