@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -17,12 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ardanlabs/conf/v3"
-
-	"github.com/lookalike-dev/lookalike/shared/buildinfo"
 	"github.com/lookalike-dev/lookalike/shared/logging"
 	"github.com/lookalike-dev/lookalike/shared/server"
-	"github.com/lookalike-dev/lookalike/shared/telemetry"
 
 	"github.com/lookalike-dev/lookalike/preprocess/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/preprocess/internal/imagedecode"
@@ -35,24 +30,18 @@ import (
 var commit string
 
 type config struct {
-	Addr            string        `conf:"default:127.0.0.1:8081,help:listen address"`
-	MetricsAddr     string        `conf:"default:127.0.0.1:9081,help:internal listener: /metrics /version /readyz details and pprof (never route it publicly; empty: off)"`
-	Pprof           bool          `conf:"default:false,help:serve /debug/pprof/ on the internal listener"`
-	LogLevel        string        `conf:"default:info,help:debug info warn error"`
-	DrainDelay      time.Duration `conf:"default:5s,help:time NotReady before the listener closes on SIGTERM"`
-	ShutdownTimeout time.Duration `conf:"default:20s,help:graceful shutdown bound"`
+	server.Settings
 	RequestTimeout  time.Duration `conf:"default:10s,help:per-request deadline"`
 	MaxBytes        int64         `conf:"default:20971520,help:most bytes of one image (image_too_large above)"`
 	MaxPixels       int64         `conf:"default:50000000,help:most pixels an image header may declare (dimensions_too_large above)"`
 	MaxBatchImages  int           `conf:"default:64,help:most images in one batch request"`
-	MaxBodyBytes    int64         `conf:"default:268435456,help:most bytes of any request body (payload_too_large above)"`
 	Concurrency     int           `conf:"default:0,help:images processed at once across requests (0: GOMAXPROCS)"`
 	Background      string        `conf:"default:#ffffff,help:colour alpha is composited on when the spec names none"`
 	DefaultSpec     string        `conf:"help:JSON preprocessing spec used when a request sends none (empty: ImageNet 256/224 bilinear)"`
 	DecodeRatio     float64       `conf:"default:1,help:fewest decoded pixels per output pixel a JPEG is DCT-reduced to (default mode)"`
 	HQDecodeRatio   float64       `conf:"default:2,help:the same for the high-accuracy interpolations lanczos3 and catmullrom"`
 	FastIDCT        bool          `conf:"default:false,help:libjpeg-turbo fast IDCT and upsampling in the default mode"`
-	KeepFreedMemory int           `conf:"default:268435456,help:freed decoder bytes the C allocator keeps for the next image rather than return to the kernel (0: glibc defaults; 3.5x less CPU on repeated large progressive JPEGs)"`
+	KeepFreedMemory int           `conf:"default:268435456,help:freed decoder bytes the C allocator keeps for the next image rather than return to the kernel (0: glibc defaults)"`
 	DecodeMemory    int64         `conf:"default:402653184,help:bytes all decodes in progress may be expected to allocate together (a decode waits within its deadline for its share)"`
 	ImageMemory     int64         `conf:"default:268435456,help:most bytes one image's decode may be expected to allocate (image_too_complex above)"`
 	MaxScans        int           `conf:"default:256,help:most scans of a progressive JPEG (too_many_scans above)"`
@@ -71,23 +60,14 @@ func main() {
 }
 
 func run(ctx context.Context, log *slog.Logger) error {
-	// Config.
+	// Config and telemetry.
 	var cfg config
-	help, err := conf.Parse("PREPROCESS", &cfg)
-	if err != nil {
-		if errors.Is(err, conf.ErrHelpWanted) {
-			fmt.Println(help)
-			return nil
-		}
-		return fmt.Errorf("parsing config: %w", err)
+	boot, err := server.Boot(ctx, server.Service{Name: "preprocess", Prefix: "PREPROCESS", Commit: commit,
+		Addr: "127.0.0.1:8081", MetricsAddr: "127.0.0.1:9081", MaxBodyBytes: 256 << 20}, &cfg, &cfg.Settings)
+	if err != nil || boot.Help {
+		return err
 	}
-	if lvl := logging.ParseLevel(cfg.LogLevel); lvl != slog.LevelInfo {
-		log.Info("switching log level", "level", lvl.String())
-		log = logging.New(os.Stdout, "preprocess", lvl)
-	}
-	if out, err := conf.String(&cfg); err == nil {
-		log.Info("config", "effective", out)
-	}
+	log, tel, info := boot.Log, boot.Tel, boot.Info
 	if lim, ok := goMemoryLimit(cfg.MemoryLimit, cfg.DecodeMemory, os.Getenv("GOMEMLIMIT")); ok {
 		debug.SetMemoryLimit(lim)
 		log.Info("go memory limit set from the container limit", "container_bytes", cfg.MemoryLimit, "go_limit_bytes", lim)
@@ -97,13 +77,6 @@ func run(ctx context.Context, log *slog.Logger) error {
 		if spec, err = preprocessv1.DecodeSpec(cfg.DefaultSpec); err != nil {
 			return fmt.Errorf("default spec: %w", err)
 		}
-	}
-
-	// Telemetry.
-	info := buildinfo.Read("preprocess", commit)
-	tel, err := telemetry.Setup(ctx, telemetry.Options{Service: "preprocess", Version: info.Version, Commit: info.Commit})
-	if err != nil {
-		return fmt.Errorf("setting up telemetry: %w", err)
 	}
 
 	// Dependencies.
@@ -128,10 +101,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 
 	// Server.
-	srv := server.New(server.Config{
-		Addr: cfg.Addr, MetricsAddr: cfg.MetricsAddr, Pprof: cfg.Pprof, DrainDelay: cfg.DrainDelay,
-		ShutdownTimeout: cfg.ShutdownTimeout, BodyLimit: cfg.MaxBodyBytes,
-	}, log, tel, info)
+	srv := server.New(cfg.Server(), log, tel, info)
 	httpapi.New(proc, httpapi.Config{MaxBytes: cfg.MaxBytes, MaxBatchImages: cfg.MaxBatchImages, Timeout: cfg.RequestTimeout}).Register(srv.Echo)
 
 	// Run: ready once a generated image went through the whole pipeline.
