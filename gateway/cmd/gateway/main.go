@@ -20,6 +20,7 @@ import (
 	"github.com/lookalike-dev/lookalike/shared/logging"
 	"github.com/lookalike-dev/lookalike/shared/safefetch"
 	"github.com/lookalike-dev/lookalike/shared/server"
+	"github.com/lookalike-dev/lookalike/shared/subcommand"
 	"github.com/lookalike-dev/lookalike/shared/telemetry"
 )
 
@@ -90,18 +91,20 @@ type config struct {
 func main() {
 	log := logging.New(os.Stdout, "gateway", slog.LevelInfo)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if len(os.Args) > 1 && os.Args[1] == "canary" {
-		// gateway canary report|start|serve|promote|rollback: a client of a
-		// running gateway's rollout admin API (gateway/CANARY.md).
-		code := canary.RunCLI(ctx, os.Args[2:], os.Stdout, os.Stderr, os.Getenv)
-		stop()
-		os.Exit(code)
-	}
-	if err := run(ctx, log); err != nil {
-		log.Error("gateway stopped", "err", err)
-		os.Exit(1)
-	}
+	code := subcommand.Run(ctx, os.Stderr, "serve",
+		subcommand.Command{Name: "serve", Summary: "serve the public and admin API", Run: func(ctx context.Context, _ []string) int {
+			if err := run(ctx, log); err != nil {
+				log.Error("gateway stopped", "err", err)
+				return 1
+			}
+			return 0
+		}},
+		// A client of a running gateway's rollout admin API (gateway/CANARY.md).
+		subcommand.Command{Name: "canary", Summary: "report|start|serve|promote|rollback a model rollout", Run: func(ctx context.Context, args []string) int {
+			return canary.RunCLI(ctx, args, os.Stdout, os.Stderr, os.Getenv)
+		}})
+	stop()
+	os.Exit(code)
 }
 
 func run(ctx context.Context, log *slog.Logger) error {

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 
 	"github.com/lookalike-dev/lookalike/shared/logging"
 	"github.com/lookalike-dev/lookalike/shared/server"
+	"github.com/lookalike-dev/lookalike/shared/subcommand"
 )
 
 // commit is set at link time: -ldflags "-X main.commit=$(git rev-parse HEAD)".
@@ -99,21 +99,24 @@ func main() {
 	log := logging.New(os.Stderr, "indexer", slog.LevelInfo)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	code, err := run(ctx, log)
-	if err != nil {
-		log.Error("indexer stopped", "err", err)
+	mode := func(name string) func(context.Context, []string) int {
+		return func(ctx context.Context, _ []string) int {
+			code, err := run(ctx, log, name)
+			if err != nil {
+				log.Error("indexer stopped", "err", err)
+			}
+			return code
+		}
 	}
+	code := subcommand.Run(ctx, os.Stderr, "run",
+		subcommand.Command{Name: "run", Summary: "run one bulk-indexing job, resumable (--resume)", Run: mode("run")},
+		subcommand.Command{Name: "serve", Summary: "serve the admin API that runs jobs", Run: mode("serve")})
+	stop()
 	os.Exit(code)
 }
 
-func run(ctx context.Context, log *slog.Logger) (int, error) {
-	// Config. The mode is the first argument (flag parsing stops at the
-	// first non-flag, so it is taken off before the flags are parsed).
-	mode := ""
-	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
-		mode = os.Args[1]
-		os.Args = append(os.Args[:1:1], os.Args[2:]...)
-	}
+func run(ctx context.Context, log *slog.Logger, mode string) (int, error) {
+	// Config.
 	var cfg config
 	boot, err := server.Boot(ctx, server.Service{Name: "indexer", Prefix: "INDEXER", Commit: commit, LogTo: os.Stderr,
 		Addr: "127.0.0.1:8084", MaxBodyBytes: 1 << 30,
@@ -135,14 +138,11 @@ func run(ctx context.Context, log *slog.Logger) (int, error) {
 		_ = tel.Shutdown(sctx)
 	}()
 
-	switch strings.ToLower(mode) {
-	case "", "run":
-		return runJob(ctx, log, cfg, tel)
-	case "serve":
+	if mode == "serve" {
 		if err := serve(ctx, log, cfg, tel, boot.Info); err != nil {
 			return exitFailed, err
 		}
 		return exitOK, nil
 	}
-	return exitRefused, fmt.Errorf("unknown mode %q: use run or serve", mode)
+	return runJob(ctx, log, cfg, tel)
 }
