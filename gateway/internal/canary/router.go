@@ -18,19 +18,11 @@ import (
 	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 )
 
-// Backend runs queries and writes for the models its embedder serves;
-// *pipeline.Pipeline is one. The gateway has one per embed deployment: the
-// stable embed (which may serve both models in one process) and, when
-// CANARY_EMBED_URLS is set, the canary's own embed deployment.
-type Backend interface {
-	Models(ctx context.Context) ([]embedv1.ModelSpec, error)
-	SearchImage(ctx context.Context, image []byte, q pipeline.Query) (pipeline.Result, error)
-	MoreLikeThis(ctx context.Context, sku string, q pipeline.Query) (pipeline.Result, error)
-	IndexProduct(ctx context.Context, sku string, image []byte, payload searchv1.Payload, model string) (pipeline.Written, error)
-	UpdateMetadata(ctx context.Context, sku string, payload searchv1.Payload, model string) (pipeline.Written, error)
-	Delete(ctx context.Context, sku, model string) error
-	Get(ctx context.Context, sku, model string) (searchv1.Point, error)
-}
+// Backend runs queries and writes for the models its embedder serves. The
+// gateway has one per embed deployment: the stable embed (which may serve
+// both models in one process) and, when CANARY_EMBED_URLS is set, the
+// canary's own embed deployment.
+type Backend = pipeline.Backend
 
 // Config is the rollout configuration of one gateway replica.
 type Config struct {

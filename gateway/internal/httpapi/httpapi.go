@@ -20,9 +20,7 @@ import (
 	"github.com/lookalike-dev/lookalike/gateway/internal/web"
 	"github.com/lookalike-dev/lookalike/shared/adminkey"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
-	"github.com/lookalike-dev/lookalike/shared/contract/embedv1"
 	"github.com/lookalike-dev/lookalike/shared/contract/gatewayv1"
-	"github.com/lookalike-dev/lookalike/shared/contract/searchv1"
 	"github.com/lookalike-dev/lookalike/shared/safefetch"
 )
 
@@ -80,18 +78,9 @@ type Limits struct {
 	AdminRate guard.RateConfig
 }
 
-// Backend runs queries and product writes. *pipeline.Pipeline is one; the
-// canary router (several pipelines, one per embed deployment, with a
-// traffic split and dual writes) can be another.
-type Backend interface {
-	Models(ctx context.Context) ([]embedv1.ModelSpec, error)
-	SearchImage(ctx context.Context, image []byte, q pipeline.Query) (pipeline.Result, error)
-	MoreLikeThis(ctx context.Context, sku string, q pipeline.Query) (pipeline.Result, error)
-	IndexProduct(ctx context.Context, sku string, image []byte, payload searchv1.Payload, model string) (pipeline.Written, error)
-	UpdateMetadata(ctx context.Context, sku string, payload searchv1.Payload, model string) (pipeline.Written, error)
-	Delete(ctx context.Context, sku, model string) error
-	Get(ctx context.Context, sku, model string) (searchv1.Point, error)
-}
+// Backend runs queries and product writes: a *pipeline.Pipeline, or the
+// canary router over several.
+type Backend = pipeline.Backend
 
 // Deps are what the API serves with.
 type Deps struct {

@@ -34,6 +34,20 @@ const (
 	CodeDownstreamError = "downstream_error"
 )
 
+// Backend runs queries and product writes. *Pipeline is one; the canary
+// router, which splits traffic over several, is another.
+type Backend interface {
+	Models(ctx context.Context) ([]embedv1.ModelSpec, error)
+	SearchImage(ctx context.Context, image []byte, q Query) (Result, error)
+	MoreLikeThis(ctx context.Context, sku string, q Query) (Result, error)
+	IndexProduct(ctx context.Context, sku string, image []byte, payload searchv1.Payload, model string) (Written, error)
+	UpdateMetadata(ctx context.Context, sku string, payload searchv1.Payload, model string) (Written, error)
+	Delete(ctx context.Context, sku, model string) error
+	Get(ctx context.Context, sku, model string) (searchv1.Point, error)
+}
+
+var _ Backend = (*Pipeline)(nil)
+
 // Pipeline runs queries and product writes against the downstreams.
 type Pipeline struct {
 	Preprocess *preprocessv1.Client
