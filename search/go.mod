@@ -3,7 +3,6 @@ module github.com/lookalike-dev/lookalike/search
 go 1.26.0
 
 require (
-	github.com/ardanlabs/conf/v3 v3.10.0
 	github.com/google/uuid v1.6.0
 	github.com/labstack/echo/v4 v4.16.4
 	github.com/lookalike-dev/lookalike/shared v0.0.0
@@ -13,6 +12,7 @@ require (
 )
 
 require (
+	github.com/ardanlabs/conf/v3 v3.10.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
