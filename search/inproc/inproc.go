@@ -7,8 +7,8 @@ package inproc
 import (
 	"fmt"
 
-	"github.com/lookalike-dev/lookalike/search/internal/service"
 	"github.com/lookalike-dev/lookalike/search/internal/embedded"
+	"github.com/lookalike-dev/lookalike/search/internal/service"
 )
 
 // Index is the catalog service over an embedded store in dir, with the

@@ -14,10 +14,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lookalike-dev/lookalike/search/internal/service"
 	"github.com/lookalike-dev/lookalike/search/internal/embedded"
 	"github.com/lookalike-dev/lookalike/search/internal/qdrantstore"
 	"github.com/lookalike-dev/lookalike/search/internal/qdrantstore/fake"
+	"github.com/lookalike-dev/lookalike/search/internal/service"
 	"github.com/lookalike-dev/lookalike/search/internal/store"
 	"github.com/lookalike-dev/lookalike/shared/apierror"
 	"github.com/lookalike-dev/lookalike/shared/buildinfo"
