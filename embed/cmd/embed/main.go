@@ -54,13 +54,13 @@ func main() {
 	log := logging.New(os.Stdout, "embed", slog.LevelInfo)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, log); err != nil {
+	if err := run(ctx); err != nil {
 		log.Error("embed stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
+func run(ctx context.Context) error {
 	// Config and telemetry.
 	var cfg config
 	boot, err := server.Boot(ctx, server.Service{Name: "embed", Prefix: "EMBED", Commit: commit,

@@ -93,7 +93,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := subcommand.Run(ctx, os.Stderr, "serve",
 		subcommand.Command{Name: "serve", Summary: "serve the public and admin API", Run: func(ctx context.Context, _ []string) int {
-			if err := run(ctx, log); err != nil {
+			if err := run(ctx); err != nil {
 				log.Error("gateway stopped", "err", err)
 				return 1
 			}
@@ -107,7 +107,7 @@ func main() {
 	os.Exit(code)
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
+func run(ctx context.Context) error {
 	// Config and telemetry.
 	var cfg config
 	boot, err := server.Boot(ctx, server.Service{Name: "gateway", Prefix: "GATEWAY", Commit: commit,

@@ -101,7 +101,7 @@ func main() {
 	defer stop()
 	mode := func(name string) func(context.Context, []string) int {
 		return func(ctx context.Context, _ []string) int {
-			code, err := run(ctx, log, name)
+			code, err := run(ctx, name)
 			if err != nil {
 				log.Error("indexer stopped", "err", err)
 			}
@@ -115,7 +115,7 @@ func main() {
 	os.Exit(code)
 }
 
-func run(ctx context.Context, log *slog.Logger, mode string) (int, error) {
+func run(ctx context.Context, mode string) (int, error) {
 	// Config.
 	var cfg config
 	boot, err := server.Boot(ctx, server.Service{Name: "indexer", Prefix: "INDEXER", Commit: commit, LogTo: os.Stderr,

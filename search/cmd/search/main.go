@@ -58,13 +58,13 @@ func main() {
 	log := logging.New(os.Stdout, "search", slog.LevelInfo)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, log); err != nil {
+	if err := run(ctx); err != nil {
 		log.Error("search stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
+func run(ctx context.Context) error {
 	// Config and telemetry.
 	var cfg config
 	boot, err := server.Boot(ctx, server.Service{Name: "search", Prefix: "SEARCH", Commit: commit,
@@ -73,7 +73,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil || boot.Help {
 		return err
 	}
-	log = boot.Log
+	log := boot.Log
 	if cfg.Backend != "embedded" && cfg.Backend != "qdrant" {
 		return fmt.Errorf("SEARCH_BACKEND %q: want embedded or qdrant", cfg.Backend)
 	}
