@@ -321,14 +321,20 @@ func (s *Server) upsert(r *http.Request) (any, error) {
 	return searchv1.UpsertResponse{Collection: name, Upserted: len(req.Points)}, nil
 }
 
-func (s *Server) get(r *http.Request) (any, error) {
+// pointRoute reads a point route's SKU and resolves its collection; s.mu is held.
+func (s *Server) pointRoute(r *http.Request) (string, *collection, string, error) {
 	sku := r.PathValue("sku")
 	if err := searchv1.CheckSKU(sku); err != nil {
-		return nil, err
+		return "", nil, "", err
 	}
+	name, c, err := s.resolve(r.PathValue("catalog"), r.URL.Query().Get(searchv1.ParamModel), false)
+	return name, c, sku, err
+}
+
+func (s *Server) get(r *http.Request) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name, c, err := s.resolve(r.PathValue("catalog"), r.URL.Query().Get(searchv1.ParamModel), false)
+	name, c, sku, err := s.pointRoute(r)
 	if err != nil {
 		return nil, err
 	}
@@ -340,13 +346,9 @@ func (s *Server) get(r *http.Request) (any, error) {
 }
 
 func (s *Server) delete(r *http.Request) (any, error) {
-	sku := r.PathValue("sku")
-	if err := searchv1.CheckSKU(sku); err != nil {
-		return nil, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, c, err := s.resolve(r.PathValue("catalog"), r.URL.Query().Get(searchv1.ParamModel), false)
+	_, c, sku, err := s.pointRoute(r)
 	if err != nil {
 		return nil, err
 	}
