@@ -1,4 +1,4 @@
-// Package inproc exposes the search stage (the catalog service over the
+// Package inproc exposes the search stage (the searchv1 service over the
 // embedded store) as a library, for in-process use by the end-to-end
 // benchmark's no-HTTP reference pipeline. Services never import it: they
 // call the search service through its contract.
@@ -11,7 +11,7 @@ import (
 	"github.com/lookalike-dev/lookalike/search/internal/service"
 )
 
-// Index is the catalog service over an embedded store in dir, with the
+// Index is the searchv1 service over an embedded store in dir, with the
 // service defaults. Its methods take and return searchv1 types.
 type Index struct {
 	*service.Service
