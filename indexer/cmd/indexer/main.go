@@ -120,7 +120,8 @@ func run(ctx context.Context, mode string) (int, error) {
 	var cfg config
 	boot, err := server.Boot(ctx, server.Service{Name: "indexer", Prefix: "INDEXER", Commit: commit, LogTo: os.Stderr,
 		Addr: "127.0.0.1:8084", MaxBodyBytes: 1 << 30,
-		SharedEnv: map[string]string{"LOOKALIKE_ADMIN_KEY": "INDEXER_ADMIN_KEY", "LOOKALIKE_ADMIN_KEY_FILE": "INDEXER_ADMIN_KEY_FILE"}},
+		SharedEnv: map[string]string{"LOOKALIKE_ADMIN_KEY": "INDEXER_ADMIN_KEY", "LOOKALIKE_ADMIN_KEY_FILE": "INDEXER_ADMIN_KEY_FILE",
+			"LOOKALIKE_ADMIN_AUTH_FAILURES": "INDEXER_ADMIN_AUTH_FAILURES", "LOOKALIKE_ADMIN_AUTH_FAILURE_BURST": "INDEXER_ADMIN_AUTH_FAILURE_BURST"}},
 		&cfg, &cfg.Settings)
 	if err != nil {
 		return exitRefused, err
