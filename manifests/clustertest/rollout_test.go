@@ -340,7 +340,7 @@ func TestRolloutSimulation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cm.Data["CANARY_EMBED_URLS"] != "http://embed-canary:8082" || cm.Data["CANARY_SHARE"] == "" {
+	if cm.Data["CANARY_EMBED_URLS"] != "dns+http://embed-canary-pods:8082" || cm.Data["CANARY_SHARE"] == "" {
 		t.Errorf("gateway config %s lacks the canary split: %v", cmName, cm.Data)
 	}
 }
