@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lookalike-dev/lookalike/gateway/internal/canary"
 	"github.com/lookalike-dev/lookalike/gateway/internal/guard"
 	"github.com/lookalike-dev/lookalike/gateway/internal/httpapi"
 	"github.com/lookalike-dev/lookalike/gateway/internal/service"
@@ -101,7 +100,7 @@ func main() {
 		}},
 		// A client of a running gateway's rollout admin API (gateway/CANARY.md).
 		subcommand.Command{Name: "canary", Summary: "report|start|serve|promote|rollback a model rollout", Run: func(ctx context.Context, args []string) int {
-			return canary.RunCLI(ctx, args, os.Stdout, os.Stderr, os.Getenv)
+			return runCanary(ctx, args, os.Stdout, os.Stderr, os.Getenv)
 		}})
 	stop()
 	os.Exit(code)

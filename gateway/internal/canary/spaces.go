@@ -1,11 +1,7 @@
 package canary
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/lookalike-dev/lookalike/shared/apierror"
@@ -50,43 +46,4 @@ func (s SearchSpaces) DropCollection(ctx context.Context, name string) error {
 		return nil
 	}
 	return err
-}
-
-// callJSON sends in (JSON, when not nil) with an optional bearer key and
-// decodes a 2xx answer into out (when not nil); a non-2xx answer becomes
-// the *apierror.Error of its envelope.
-func callJSON(ctx context.Context, d Doer, method, u, key string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encoding %s %s: %w", method, u, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return fmt.Errorf("building %s %s: %w", method, u, err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := d.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, u, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return apierror.FromResponse(resp)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
-		return fmt.Errorf("decoding %s %s: %w", method, u, err)
-	}
-	return nil
 }

@@ -85,6 +85,8 @@ type Options struct {
 	ExtraPreprocessURLs, ExtraEmbedURLs, ExtraSearchURLs []string
 	// NoProbe leaves readiness probing off: every instance counts as ready.
 	NoProbe bool
+	// ExtraModels are served by the embed double beside Model() (a canary's).
+	ExtraModels []embedv1.ModelSpec
 }
 
 // Start runs a gateway for t.
@@ -92,7 +94,7 @@ func Start(t testing.TB, o Options) *Env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	env := &Env{Preprocess: preprocessv1test.New(), Embed: embedv1test.New(Model()), Search: searchv1test.New(), Logs: &Logs{}}
+	env := &Env{Preprocess: preprocessv1test.New(), Embed: embedv1test.New(append([]embedv1.ModelSpec{Model()}, o.ExtraModels...)...), Search: searchv1test.New(), Logs: &Logs{}}
 	env.PreSrv = httptest.NewServer(env.Preprocess.Handler())
 	env.EmbedSrv = httptest.NewServer(env.Embed.Handler())
 	env.SearchSrv = httptest.NewServer(env.Search.Handler())

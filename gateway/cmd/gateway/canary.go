@@ -1,6 +1,7 @@
-package canary
+package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,52 +12,55 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/lookalike-dev/lookalike/gateway/internal/canary"
+	"github.com/lookalike-dev/lookalike/shared/apierror"
 )
 
-// Client calls a gateway's canary admin API.
-type Client struct {
+// canaryClient calls a gateway's canary admin API.
+type canaryClient struct {
 	BaseURL string
 	Key     string
-	HTTP    Doer
+	HTTP    canary.Doer
 }
 
-func (c *Client) do(ctx context.Context, method, route string, in any) (Report, error) {
+func (c *canaryClient) do(ctx context.Context, method, route string, in any) (canary.Report, error) {
 	d := c.HTTP
 	if d == nil {
 		d = &http.Client{Timeout: 60 * time.Second}
 	}
-	var rep Report
+	var rep canary.Report
 	err := callJSON(ctx, d, method, strings.TrimRight(c.BaseURL, "/")+route, c.Key, in, &rep)
 	return rep, err
 }
 
 // Report returns the rollout report.
-func (c *Client) Report(ctx context.Context) (Report, error) {
-	return c.do(ctx, http.MethodGet, RouteCanary, nil)
+func (c *canaryClient) Report(ctx context.Context) (canary.Report, error) {
+	return c.do(ctx, http.MethodGet, canary.RouteCanary, nil)
 }
 
 // Start starts rolling out model (empty: the gateway's CANARY_MODEL).
-func (c *Client) Start(ctx context.Context, model string) (Report, error) {
-	return c.do(ctx, http.MethodPost, RouteCanary, StartRequest{Model: model})
+func (c *canaryClient) Start(ctx context.Context, model string) (canary.Report, error) {
+	return c.do(ctx, http.MethodPost, canary.RouteCanary, canary.StartRequest{Model: model})
 }
 
 // Serve sends the canary its traffic share.
-func (c *Client) Serve(ctx context.Context) (Report, error) {
-	return c.do(ctx, http.MethodPost, RouteServe, struct{}{})
+func (c *canaryClient) Serve(ctx context.Context) (canary.Report, error) {
+	return c.do(ctx, http.MethodPost, canary.RouteServe, struct{}{})
 }
 
 // Promote makes the canary the stable model.
-func (c *Client) Promote(ctx context.Context, r PromoteRequest) (Report, error) {
-	return c.do(ctx, http.MethodPost, RoutePromote, r)
+func (c *canaryClient) Promote(ctx context.Context, r canary.PromoteRequest) (canary.Report, error) {
+	return c.do(ctx, http.MethodPost, canary.RoutePromote, r)
 }
 
 // Rollback stops the canary (drop: and deletes its space).
-func (c *Client) Rollback(ctx context.Context, r RollbackRequest) (Report, error) {
-	return c.do(ctx, http.MethodPost, RouteRollback, r)
+func (c *canaryClient) Rollback(ctx context.Context, r canary.RollbackRequest) (canary.Report, error) {
+	return c.do(ctx, http.MethodPost, canary.RouteRollback, r)
 }
 
-// CLIUsage describes the canary command.
-const CLIUsage = `usage: gateway canary <report|start|serve|promote|rollback> [flags]
+// canaryUsage describes the canary command.
+const canaryUsage = `usage: gateway canary <report|start|serve|promote|rollback> [flags]
 
   report                       print the rollout: phase, models, spaces and counts, backfill
                                progress, per-model latency/errors/scores, shadow overlap@10
@@ -71,11 +75,11 @@ flags: --gateway URL (env LOOKALIKE_GATEWAY_URL, default http://127.0.0.1:8080),
        --key KEY (env LOOKALIKE_ADMIN_KEY), --json (print the raw report)
 `
 
-// RunCLI runs the canary command with args (after "canary") and returns
+// runCanary runs the canary command with args (after "canary") and returns
 // the exit status: 0 done, 1 refused or failed, 2 bad usage.
-func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+func runCanary(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, CLIUsage)
+		fmt.Fprint(stderr, canaryUsage)
 		if len(args) == 0 {
 			return 2
 		}
@@ -84,7 +88,11 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	cmd := args[0]
 	fs := flag.NewFlagSet("canary "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	base := fs.String("gateway", firstNonEmpty(getenv("LOOKALIKE_GATEWAY_URL"), "http://127.0.0.1:8080"), "gateway base URL")
+	gatewayURL := getenv("LOOKALIKE_GATEWAY_URL")
+	if gatewayURL == "" {
+		gatewayURL = "http://127.0.0.1:8080"
+	}
+	base := fs.String("gateway", gatewayURL, "gateway base URL")
 	key := fs.String("key", getenv("LOOKALIKE_ADMIN_KEY"), "admin key")
 	asJSON := fs.Bool("json", false, "print the raw JSON report")
 	model := fs.String("model", "", "model id (start, promote)")
@@ -93,8 +101,8 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
-	c := &Client{BaseURL: *base, Key: *key}
-	var rep Report
+	c := &canaryClient{BaseURL: *base, Key: *key}
+	var rep canary.Report
 	var err error
 	switch cmd {
 	case "report":
@@ -104,11 +112,11 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	case "serve":
 		rep, err = c.Serve(ctx)
 	case "promote":
-		rep, err = c.Promote(ctx, PromoteRequest{Model: *model, Force: *force})
+		rep, err = c.Promote(ctx, canary.PromoteRequest{Model: *model, Force: *force})
 	case "rollback":
-		rep, err = c.Rollback(ctx, RollbackRequest{Drop: *drop})
+		rep, err = c.Rollback(ctx, canary.RollbackRequest{Drop: *drop})
 	default:
-		fmt.Fprintf(stderr, "unknown canary command %q\n\n%s", cmd, CLIUsage)
+		fmt.Fprintf(stderr, "unknown canary command %q\n\n%s", cmd, canaryUsage)
 		return 2
 	}
 	if err != nil {
@@ -123,15 +131,15 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		}
 		return 0
 	}
-	if err := PrintReport(stdout, rep); err != nil {
+	if err := printReport(stdout, rep); err != nil {
 		fmt.Fprintf(stderr, "canary %s: %v\n", cmd, errors.Unwrap(err))
 		return 1
 	}
 	return 0
 }
 
-// PrintReport writes a report for people.
-func PrintReport(w io.Writer, rep Report) error {
+// printReport writes a report for people.
+func printReport(w io.Writer, rep canary.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "catalog\t%s\n", rep.Catalog)
 	fmt.Fprintf(tw, "phase\t%s\n", rep.Phase)
@@ -168,7 +176,7 @@ func dash(s string) string {
 	return s
 }
 
-func arrow(op Op) string {
+func arrow(op canary.Op) string {
 	if op.Collection == "" {
 		return ""
 	}
@@ -176,4 +184,43 @@ func arrow(op Op) string {
 		return op.Collection
 	}
 	return " -> " + op.Collection
+}
+
+// callJSON sends in (JSON, when not nil) with an optional bearer key and
+// decodes a 2xx answer into out (when not nil); a non-2xx answer becomes
+// the *apierror.Error of its envelope.
+func callJSON(ctx context.Context, d canary.Doer, method, u, key string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding %s %s: %w", method, u, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return fmt.Errorf("building %s %s: %w", method, u, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := d.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return apierror.FromResponse(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
+		return fmt.Errorf("decoding %s %s: %w", method, u, err)
+	}
+	return nil
 }
