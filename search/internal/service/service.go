@@ -274,14 +274,7 @@ func (s *Service) Duplicates(ctx context.Context, catalog string, r searchv1.Dup
 	if r.Model == "" {
 		return searchv1.DuplicateResponse{}, apierror.BadRequest(apierror.CodeInvalidArgument, "model is required")
 	}
-	minScore := r.MinScore
-	if minScore == 0 {
-		minScore = searchv1.DefaultDuplicateScore
-	}
-	topK := r.TopK
-	if topK == 0 {
-		topK = 5
-	}
+	minScore, topK := r.Limits()
 	q, err := queryParams(topK, 0, &minScore, nil)
 	if err != nil {
 		return searchv1.DuplicateResponse{}, err

@@ -39,8 +39,23 @@ type DuplicateRequest struct {
 	MinScore float32 `json:"min_score,omitempty"`
 	// ExcludeSKU leaves one product out (the one being re-indexed).
 	ExcludeSKU string `json:"exclude_sku,omitempty"`
-	// TopK bounds the matches returned (0: 5).
+	// TopK bounds the matches returned (0: DefaultDuplicateTopK).
 	TopK int `json:"top_k,omitempty"`
+}
+
+// DefaultDuplicateTopK is the matches a DuplicateRequest naming no TopK gets.
+const DefaultDuplicateTopK = 5
+
+// Limits are the request's threshold and match count, defaults applied.
+func (r DuplicateRequest) Limits() (minScore float32, topK int) {
+	minScore, topK = r.MinScore, r.TopK
+	if minScore == 0 {
+		minScore = DefaultDuplicateScore
+	}
+	if topK == 0 {
+		topK = DefaultDuplicateTopK
+	}
+	return minScore, topK
 }
 
 // DuplicateResponse lists the matches at or above the threshold, best first.

@@ -482,14 +482,7 @@ func (s *Server) duplicates(r *http.Request) (any, error) {
 	if req.Model == "" {
 		return nil, apierror.BadRequest(apierror.CodeInvalidArgument, "model is required")
 	}
-	minScore := req.MinScore
-	if minScore == 0 {
-		minScore = searchv1.DefaultDuplicateScore
-	}
-	topK := req.TopK
-	if topK == 0 {
-		topK = 5
-	}
+	minScore, topK := req.Limits()
 	topK, err := searchv1.CheckQuery(topK, 0, &minScore, nil)
 	if err != nil {
 		return nil, err
