@@ -340,31 +340,23 @@ func (p *Pool) Start(ctx context.Context) {
 		p.ResolveOnce(ctx)
 	}
 	p.ProbeOnce(ctx)
-	go func() {
-		t := time.NewTicker(p.o.ProbeInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				p.ProbeOnce(ctx)
-			}
-		}
-	}()
+	go every(ctx, p.o.ProbeInterval, p.ProbeOnce)
 	if p.dynamic() {
-		go func() {
-			t := time.NewTicker(p.o.ResolveInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					p.ResolveOnce(ctx)
-				}
-			}
-		}()
+		go every(ctx, p.o.ResolveInterval, p.ResolveOnce)
+	}
+}
+
+// every runs fn each period until ctx ends.
+func every(ctx context.Context, period time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
 	}
 }
 
