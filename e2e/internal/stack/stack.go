@@ -106,15 +106,32 @@ func pkgDir(bin string) string {
 	return bin + "/cmd/" + bin
 }
 
-// FreeAddr returns a loopback address with a free port.
+// handedOut holds the addresses FreeAddr gave this test binary: the kernel
+// may offer a port again once its probe listener closes, before the process
+// it was meant for binds it, and two services then race for one port.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
+// FreeAddr returns a loopback address with a free port, never one it
+// returned before.
 func FreeAddr(t TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // Proc is one running service.
